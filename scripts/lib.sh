@@ -1,0 +1,117 @@
+# Shared helpers for the dev/test scripts. Source it; don't run it.
+# Everything here works without Docker: Postgres from the machine (or started
+# from Debian's packages), LocalStack from PyPI in a cached Python 3.11 venv.
+
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+CACHE_DIR="${UPLOAD_BROKER_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/upload-broker}"
+LS_VENV="$CACHE_DIR/localstack-venv"
+LS_PIP_SPEC=("localstack-core[base-runtime]==4.13.1" "cbor2<6" "pyopenssl<26" "cryptography<47" "service-identity")
+LS_STAMP="4.13.1-cbor2<6-pyopenssl<26-cryptography<47"
+
+log() { printf '==> %s\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+# ---------------------------------------------------------------- Postgres
+# Sets DATABASE_URL. Uses the one given, else 127.0.0.1:5432, else starts the
+# machine's cluster.
+ensure_postgres() {
+  export DATABASE_URL="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/upload_broker}"
+  local hostport
+  hostport="$(python3 - "$DATABASE_URL" <<'PY'
+import sys, urllib.parse
+u = urllib.parse.urlparse(sys.argv[1])
+print(f"{u.hostname or '127.0.0.1'} {u.port or 5432}")
+PY
+)"
+  set -- $hostport
+  if pg_isready -q -h "$1" -p "$2" 2>/dev/null; then return 0; fi
+  log "Postgres is not answering on $1:$2; trying to start the local cluster"
+  if command -v pg_ctlcluster >/dev/null 2>&1; then
+    local ver
+    ver="$(ls /etc/postgresql 2>/dev/null | sort -V | tail -n1)"
+    if [ -n "$ver" ]; then
+      pg_ctlcluster --skip-systemctl-redirect "$ver" main start || true
+    fi
+  fi
+  for _ in $(seq 1 30); do
+    pg_isready -q -h "$1" -p "$2" 2>/dev/null && return 0
+    sleep 1
+  done
+  die "Postgres is not reachable at $1:$2. Start it (e.g. 'pg_ctlcluster 15 main start', or set DATABASE_URL) and try again."
+}
+
+# Creates the database named in DATABASE_URL if it does not exist.
+ensure_database() {
+  python3 - "$DATABASE_URL" <<'PY' | while read -r admin db; do
+import sys, urllib.parse
+u = urllib.parse.urlparse(sys.argv[1])
+db = u.path.lstrip('/') or 'postgres'
+admin = u._replace(path='/postgres').geturl()
+print(admin, db)
+PY
+    if [ "$(psql "$admin" -tAc "select 1 from pg_database where datname = '$db'")" != "1" ]; then
+      psql "$admin" -qc "create database \"$db\"" >/dev/null
+    fi
+  done
+}
+
+# ---------------------------------------------------------------- LocalStack
+ensure_localstack_venv() {
+  if [ -x "$LS_VENV/bin/python" ] && [ "$(cat "$LS_VENV/.stamp" 2>/dev/null)" = "$LS_STAMP" ]; then
+    return 0
+  fi
+  local py
+  py="$(command -v python3.11 || true)"
+  [ -n "$py" ] || die "Python 3.11 is needed for LocalStack 4.13 (python3.11 not found on PATH)."
+  log "Installing LocalStack 4.13.1 into $LS_VENV (once; cached)"
+  rm -rf "$LS_VENV"
+  mkdir -p "$CACHE_DIR"
+  "$py" -m venv "$LS_VENV"
+  "$LS_VENV/bin/pip" install -q --disable-pip-version-check "${LS_PIP_SPEC[@]}"
+  echo "$LS_STAMP" > "$LS_VENV/.stamp"
+}
+
+# start_localstack PORT DATADIR -> sets LS_PID, S3_ENDPOINT
+start_localstack() {
+  local port="$1" dir="$2"
+  ensure_localstack_venv
+  mkdir -p "$dir/fs" "$dir/tmp"
+  log "Starting LocalStack (S3) on 127.0.0.1:$port"
+  (
+    cd "$dir"
+    exec env SERVICES=s3 GATEWAY_LISTEN="127.0.0.1:$port" EAGER_SERVICE_LOADING=1 \
+      S3_SKIP_SIGNATURE_VALIDATION=0 DNS_ADDRESS=0 DOCKER_BRIDGE_IP=127.0.0.1 \
+      DISABLE_EVENTS=1 SKIP_SSL_CERT_DOWNLOAD=1 FILESYSTEM_ROOT="$dir/fs" \
+      TMPDIR="$dir/tmp" LOCALSTACK_VOLUME_DIR="$dir/fs" \
+      "$LS_VENV/bin/python" -m localstack.runtime.main
+  ) >"$dir/localstack.log" 2>&1 &
+  LS_PID=$!
+  export S3_ENDPOINT="http://127.0.0.1:$port"
+  for _ in $(seq 1 120); do
+    if curl -fsS "$S3_ENDPOINT/_localstack/health" 2>/dev/null | grep -q '"s3": *"\(running\|available\)"'; then
+      return 0
+    fi
+    if ! kill -0 "$LS_PID" 2>/dev/null; then
+      tail -n 40 "$dir/localstack.log" >&2
+      die "LocalStack exited during start-up (log: $dir/localstack.log)"
+    fi
+    sleep 0.5
+  done
+  tail -n 40 "$dir/localstack.log" >&2
+  die "LocalStack did not become ready on $S3_ENDPOINT within 60 s (log: $dir/localstack.log)"
+}
+
+stop_localstack() {
+  [ -n "${LS_PID:-}" ] || return 0
+  if kill -0 "$LS_PID" 2>/dev/null; then
+    kill -TERM "$LS_PID" 2>/dev/null || true
+    for _ in $(seq 1 20); do kill -0 "$LS_PID" 2>/dev/null || return 0; sleep 0.5; done
+    kill -KILL "$LS_PID" 2>/dev/null || true
+  fi
+}
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Runs the whole test suite: unit, property and end-to-end tests against a real
+# Postgres and a real LocalStack S3 (signature validation on). Starts what is
+# missing, stops what it started. Extra arguments go to `cargo test`.
+source "$(dirname "$0")/lib.sh"
+cd "$ROOT"
+
+export DATABASE_URL="${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/upload_broker_test}"
+ensure_postgres
+ensure_database
+
+work="$ROOT/target/test-services"
+mkdir -p "$work"
+ls_dir="$(mktemp -d "$work/localstack.XXXXXX")"
+port="${LOCALSTACK_PORT:-$(free_port)}"
+cleanup() { stop_localstack; rm -rf "$ls_dir"; }
+trap cleanup EXIT
+start_localstack "$port" "$ls_dir"
+
+export S3_BUCKET="upload-broker-test"
+export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1
+export BROKER_CORS_ORIGINS="http://app.example"
+AWS_ENDPOINT_URL="$S3_ENDPOINT" "$LS_VENV/bin/python" localstack/init/ready.d/10-create-bucket.py >&2
+
+log "Running cargo test (Postgres: $DATABASE_URL, S3: $S3_ENDPOINT)"
+cargo test --locked --all-targets "$@"

@@ -1,0 +1,416 @@
+//! Configuration: one typed struct read from the environment (or flags), with
+//! secrets wrapped so that printing the configuration is safe.
+
+use crate::domain::object_key::MAX_PREFIX_BYTES;
+use crate::domain::part_plan::{PlanLimits, MAX_OBJECT_SIZE, MAX_PART_SIZE, MIN_PART_SIZE};
+use clap::Args;
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// A value that must never be printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret<T>(T);
+
+impl<T> Secret<T> {
+    pub fn new(v: T) -> Self {
+        Self(v)
+    }
+    pub fn expose(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T> fmt::Debug for Secret<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// Which provider's rules apply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Provider {
+    S3,
+    R2,
+}
+
+/// A configuration error: the variable and what is wrong with it.
+#[derive(Debug, thiserror::Error)]
+#[error("{variable}: {message}")]
+pub struct ConfigError {
+    pub variable: &'static str,
+    pub message: String,
+}
+
+fn cfg_err(variable: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        variable,
+        message: message.into(),
+    }
+}
+
+/// Database settings (all subcommands).
+#[derive(Debug, Clone, Args)]
+pub struct DatabaseArgs {
+    /// Postgres connection string (required).
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+
+    /// Most connections in the pool.
+    #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value_t = 20)]
+    pub database_max_connections: u32,
+}
+
+impl DatabaseArgs {
+    pub fn url(&self) -> Result<Secret<String>, ConfigError> {
+        match &self.database_url {
+            Some(u) if !u.trim().is_empty() => Ok(Secret::new(u.clone())),
+            _ => Err(cfg_err(
+                "DATABASE_URL",
+                "is required (a Postgres connection string, e.g. postgres://postgres@127.0.0.1:5432/upload_broker)",
+            )),
+        }
+    }
+}
+
+/// Storage settings.
+#[derive(Debug, Clone, Args)]
+pub struct StorageArgs {
+    /// Bucket for uploads (required).
+    #[arg(long, env = "S3_BUCKET")]
+    pub s3_bucket: Option<String>,
+
+    /// Region (`auto` for R2).
+    #[arg(long, env = "S3_REGION", default_value = "us-east-1")]
+    pub s3_region: String,
+
+    /// Custom endpoint (R2, LocalStack, MinIO); AWS when unset.
+    #[arg(long, env = "S3_ENDPOINT")]
+    pub s3_endpoint: Option<String>,
+
+    /// Path-style addressing (needed by LocalStack and MinIO).
+    #[arg(long, env = "S3_FORCE_PATH_STYLE", default_value_t = false, action = clap::ArgAction::Set, value_parser = parse_bool)]
+    pub s3_force_path_style: bool,
+
+    /// `s3` or `r2`.
+    #[arg(
+        long,
+        env = "STORAGE_PROVIDER",
+        value_enum,
+        default_value = "s3",
+        ignore_case = true
+    )]
+    pub storage_provider: Provider,
+
+    /// Prefix of every object key the broker creates.
+    #[arg(long, env = "S3_KEY_PREFIX", default_value = "uploads/")]
+    pub s3_key_prefix: String,
+
+    /// Page size for ListParts (at most 1000; smaller only for testing paging).
+    #[arg(
+        long,
+        env = "S3_LIST_PARTS_PAGE_SIZE",
+        default_value_t = 1000,
+        hide = true
+    )]
+    pub s3_list_parts_page_size: i32,
+}
+
+/// Everything `serve` needs.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+
+    #[command(flatten)]
+    pub storage: StorageArgs,
+
+    /// Address to serve on.
+    #[arg(long, env = "BROKER_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// Comma-separated `tenant:key` pairs; each key is a bearer credential of its tenant.
+    #[arg(long, env = "BROKER_API_KEYS", hide_env_values = true)]
+    pub api_keys: Option<String>,
+
+    /// Secret (at least 32 bytes) that resume tokens are derived from; the same on
+    /// every instance. When unset, a key file is used (BROKER_TOKEN_SECRET_FILE).
+    #[arg(long, env = "BROKER_TOKEN_SECRET", hide_env_values = true)]
+    pub token_secret: Option<String>,
+
+    /// File holding the token secret, created with a random secret if missing.
+    /// Default: $STATE_DIRECTORY, $XDG_STATE_HOME/upload-broker or
+    /// ~/.local/state/upload-broker, file `token-secret`.
+    #[arg(long, env = "BROKER_TOKEN_SECRET_FILE")]
+    pub token_secret_file: Option<std::path::PathBuf>,
+
+    /// Comma-separated origins allowed to call the API from a browser (`*` for any).
+    #[arg(long, env = "BROKER_CORS_ORIGINS")]
+    pub cors_origins: Option<String>,
+
+    /// Part size when the client gives none (raised as needed to stay within 10,000 parts).
+    #[arg(long, env = "DEFAULT_PART_SIZE", default_value = "16MiB", value_parser = parse_size)]
+    pub default_part_size: u64,
+
+    /// Life of an upload and its resume token (`7d`, `12h`, `30s`…).
+    #[arg(long, env = "UPLOAD_TTL", default_value = "7d", value_parser = parse_duration)]
+    pub upload_ttl: Duration,
+
+    /// Largest `size` accepted.
+    #[arg(long, env = "MAX_UPLOAD_SIZE", default_value = "5TiB", value_parser = parse_size)]
+    pub max_upload_size: u64,
+
+    /// Life of a presigned part URL (at most 7d).
+    #[arg(long, env = "PART_URL_TTL", default_value = "1h", value_parser = parse_duration)]
+    pub part_url_ttl: Duration,
+
+    /// How many part URLs create and resume sign up front.
+    #[arg(long, env = "BROKER_SIGN_WINDOW", default_value_t = 100)]
+    pub sign_window: u32,
+
+    /// Largest request body accepted.
+    #[arg(long, env = "BROKER_BODY_LIMIT", default_value = "2MiB", value_parser = parse_size)]
+    pub body_limit: u64,
+
+    /// How long a shutdown waits for requests in flight.
+    #[arg(long, env = "BROKER_SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub shutdown_timeout: Duration,
+
+    /// Do not apply pending database migrations at start-up.
+    #[arg(long, env = "BROKER_NO_MIGRATE", default_value_t = false, action = clap::ArgAction::SetTrue)]
+    pub no_migrate: bool,
+}
+
+/// One API credential.
+#[derive(Debug, Clone)]
+pub struct ApiKey {
+    pub tenant: String,
+    pub key: Secret<String>,
+}
+
+/// Storage configuration, checked.
+#[derive(Debug, Clone)]
+pub struct StorageConfig {
+    pub bucket: String,
+    pub region: String,
+    pub endpoint: Option<String>,
+    pub force_path_style: bool,
+    pub provider: Provider,
+    pub key_prefix: String,
+    pub list_parts_page_size: i32,
+}
+
+/// The broker's configuration, checked.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub database_url: Secret<String>,
+    pub database_max_connections: u32,
+    pub storage: StorageConfig,
+    pub listen: SocketAddr,
+    pub api_keys: Vec<ApiKey>,
+    pub token_secret: Option<Secret<String>>,
+    pub token_secret_file: Option<std::path::PathBuf>,
+    pub cors_origins: Vec<String>,
+    pub plan_limits: PlanLimits,
+    pub upload_ttl: Duration,
+    pub part_url_ttl: Duration,
+    pub sign_window: u32,
+    pub body_limit: usize,
+    pub shutdown_timeout: Duration,
+    pub migrate: bool,
+}
+
+impl StorageArgs {
+    pub fn check(&self) -> Result<StorageConfig, ConfigError> {
+        let bucket = match &self.s3_bucket {
+            Some(b) if !b.trim().is_empty() => b.trim().to_string(),
+            _ => {
+                return Err(cfg_err(
+                    "S3_BUCKET",
+                    "is required (the bucket uploads go to)",
+                ))
+            }
+        };
+        if self.s3_region.trim().is_empty() {
+            return Err(cfg_err("S3_REGION", "must not be empty (`auto` for R2)"));
+        }
+        if let Some(e) = &self.s3_endpoint {
+            if !(e.starts_with("http://") || e.starts_with("https://")) {
+                return Err(cfg_err("S3_ENDPOINT", "must be an http:// or https:// URL"));
+            }
+        }
+        let p = &self.s3_key_prefix;
+        if p.len() > MAX_PREFIX_BYTES || p.starts_with('/') || p.chars().any(|c| c.is_control()) {
+            return Err(cfg_err(
+                "S3_KEY_PREFIX",
+                format!("must be at most {MAX_PREFIX_BYTES} bytes, not start with '/', and have no control characters"),
+            ));
+        }
+        if !(1..=1000).contains(&self.s3_list_parts_page_size) {
+            return Err(cfg_err("S3_LIST_PARTS_PAGE_SIZE", "must be 1 to 1000"));
+        }
+        Ok(StorageConfig {
+            bucket,
+            region: self.s3_region.trim().to_string(),
+            endpoint: self.s3_endpoint.clone().filter(|e| !e.is_empty()),
+            force_path_style: self.s3_force_path_style,
+            provider: self.storage_provider,
+            key_prefix: p.clone(),
+            list_parts_page_size: self.s3_list_parts_page_size,
+        })
+    }
+}
+
+impl ServeArgs {
+    pub fn check(&self) -> Result<Config, ConfigError> {
+        let database_url = self.database.url()?;
+        let storage = self.storage.check()?;
+        let api_keys = parse_api_keys(self.api_keys.as_deref().unwrap_or(""))?;
+        if let Some(s) = &self.token_secret {
+            if s.len() < 32 {
+                return Err(cfg_err("BROKER_TOKEN_SECRET", "must be at least 32 bytes"));
+            }
+        }
+        if !(MIN_PART_SIZE..=MAX_PART_SIZE).contains(&self.default_part_size) {
+            return Err(cfg_err("DEFAULT_PART_SIZE", "must be 5MiB to 5GiB"));
+        }
+        if self.max_upload_size == 0 || self.max_upload_size > MAX_OBJECT_SIZE {
+            return Err(cfg_err("MAX_UPLOAD_SIZE", "must be 1 byte to 5TiB"));
+        }
+        if self.upload_ttl < Duration::from_secs(1) {
+            return Err(cfg_err("UPLOAD_TTL", "must be at least 1s"));
+        }
+        if self.part_url_ttl < Duration::from_secs(1)
+            || self.part_url_ttl > Duration::from_secs(7 * 86400)
+        {
+            return Err(cfg_err(
+                "PART_URL_TTL",
+                "must be 1s to 7d (the SigV4 limit)",
+            ));
+        }
+        if !(1..=1000).contains(&self.sign_window) {
+            return Err(cfg_err("BROKER_SIGN_WINDOW", "must be 1 to 1000"));
+        }
+        let cors_origins = self
+            .cors_origins
+            .as_deref()
+            .unwrap_or("")
+            .split(',')
+            .map(str::trim)
+            .filter(|o| !o.is_empty())
+            .map(str::to_string)
+            .collect::<Vec<_>>();
+        for o in &cors_origins {
+            if o != "*" && http::HeaderValue::from_str(o).is_err() {
+                return Err(cfg_err(
+                    "BROKER_CORS_ORIGINS",
+                    format!("{o:?} is not a valid origin"),
+                ));
+            }
+        }
+        Ok(Config {
+            database_url,
+            database_max_connections: self.database.database_max_connections.max(1),
+            storage,
+            listen: self.listen,
+            api_keys,
+            token_secret: self.token_secret.clone().map(Secret::new),
+            token_secret_file: self.token_secret_file.clone(),
+            cors_origins,
+            plan_limits: PlanLimits {
+                default_part_size: self.default_part_size,
+                max_upload_size: self.max_upload_size,
+            },
+            upload_ttl: self.upload_ttl,
+            part_url_ttl: self.part_url_ttl,
+            sign_window: self.sign_window,
+            body_limit: usize::try_from(self.body_limit).unwrap_or(usize::MAX),
+            shutdown_timeout: self.shutdown_timeout,
+            migrate: !self.no_migrate,
+        })
+    }
+}
+
+/// `tenant:key,tenant:key`.
+pub fn parse_api_keys(s: &str) -> Result<Vec<ApiKey>, ConfigError> {
+    let mut keys = Vec::new();
+    for pair in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let Some((tenant, key)) = pair.split_once(':') else {
+            return Err(cfg_err("BROKER_API_KEYS", "each entry must be tenant:key"));
+        };
+        let (tenant, key) = (tenant.trim(), key.trim());
+        if tenant.is_empty() || key.is_empty() {
+            return Err(cfg_err(
+                "BROKER_API_KEYS",
+                "each entry must be tenant:key with both parts non-empty",
+            ));
+        }
+        if tenant.len() > 128 || tenant.chars().any(|c| c.is_control()) {
+            return Err(cfg_err(
+                "BROKER_API_KEYS",
+                "tenant names are at most 128 printable characters",
+            ));
+        }
+        keys.push(ApiKey {
+            tenant: tenant.to_string(),
+            key: Secret::new(key.to_string()),
+        });
+    }
+    Ok(keys)
+}
+
+/// `7d`, `12h`, `30s`, `1h 30m`…
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s.trim())
+        .map_err(|e| format!("expected a duration such as 7d, 12h or 30s ({e})"))
+}
+
+/// `16MiB`, `5 TiB`, `8388608`…
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    if let Ok(n) = s.parse::<u64>() {
+        return Ok(n);
+    }
+    s.parse::<bytesize::ByteSize>()
+        .map(|b| b.as_u64())
+        .map_err(|_| "expected a size in bytes such as 8388608, 16MiB or 5TiB".to_string())
+}
+
+fn parse_bool(s: &str) -> Result<bool, String> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" | "" => Ok(false),
+        _ => Err("expected true or false".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_and_sizes() {
+        assert_eq!(
+            parse_duration("7d").unwrap(),
+            Duration::from_secs(7 * 86400)
+        );
+        assert_eq!(parse_duration("30s").unwrap(), Duration::from_secs(30));
+        assert!(parse_duration("soon").is_err());
+        assert_eq!(parse_size("16MiB").unwrap(), 16 * 1024 * 1024);
+        assert_eq!(parse_size("5 TiB").unwrap(), 5 * 1024u64.pow(4));
+        assert_eq!(parse_size("8388608").unwrap(), 8388608);
+        assert!(parse_size("lots").is_err());
+    }
+
+    #[test]
+    fn api_keys() {
+        let k = parse_api_keys("a:k1, b:k2").unwrap();
+        assert_eq!(k.len(), 2);
+        assert_eq!(k[1].tenant, "b");
+        assert_eq!(k[1].key.expose(), "k2");
+        assert!(parse_api_keys("nokey").is_err());
+        assert!(parse_api_keys("a:").is_err());
+        assert!(parse_api_keys("").unwrap().is_empty());
+        assert!(!format!("{k:?}").contains("k1"));
+    }
+}

@@ -1,0 +1,272 @@
+//! All SQL lives here. Functions take an executor so they work inside a
+//! transaction. A state change is a conditional UPDATE: no row back means
+//! someone else got there first.
+
+use crate::domain::object_key::ObjectKey;
+use crate::domain::part_plan::PartPlan;
+use crate::domain::upload::{StoredPart, Upload, UploadStatus};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::PgExecutor;
+use std::collections::BTreeMap;
+use std::time::Duration;
+use uuid::Uuid;
+
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// A database failure.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// The database cannot be reached (or the pool timed out waiting for it).
+    #[error("database unavailable: {0}")]
+    Unavailable(#[source] sqlx::Error),
+    /// A row the broker wrote cannot be read back as an upload.
+    #[error("corrupt upload row {id}: {what}")]
+    Corrupt { id: Uuid, what: &'static str },
+    #[error("database error: {0}")]
+    Other(#[source] sqlx::Error),
+}
+
+impl From<sqlx::Error> for DbError {
+    fn from(e: sqlx::Error) -> Self {
+        match &e {
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_) => Self::Unavailable(e),
+            _ => Self::Other(e),
+        }
+    }
+}
+
+/// A pool that connects lazily, so the broker starts (and answers 503) while
+/// the database is down.
+pub fn pool(url: &str, max_connections: u32) -> Result<PgPool, sqlx::Error> {
+    PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_lazy(url)
+}
+
+#[derive(sqlx::FromRow)]
+struct UploadRow {
+    id: Uuid,
+    tenant: String,
+    status: String,
+    bucket: String,
+    object_key: String,
+    provider_upload_id: String,
+    filename: String,
+    content_type: String,
+    size: i64,
+    part_size: i64,
+    part_count: i32,
+    metadata: sqlx::types::Json<BTreeMap<String, String>>,
+    fingerprint: Option<String>,
+    etag: Option<String>,
+    completed_parts: Option<sqlx::types::Json<Vec<PartJson>>>,
+    created_at: DateTime<Utc>,
+    expires_at: DateTime<Utc>,
+    lease_until: Option<DateTime<Utc>>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct PartJson {
+    n: u32,
+    etag: String,
+    size: u64,
+}
+
+impl TryFrom<UploadRow> for Upload {
+    type Error = DbError;
+    fn try_from(r: UploadRow) -> Result<Self, DbError> {
+        let corrupt = |what| DbError::Corrupt { id: r.id, what };
+        let status = UploadStatus::parse(&r.status).ok_or_else(|| corrupt("status"))?;
+        let plan = PartPlan::from_stored(
+            u64::try_from(r.size).map_err(|_| corrupt("size"))?,
+            u64::try_from(r.part_size).map_err(|_| corrupt("part_size"))?,
+            u32::try_from(r.part_count).map_err(|_| corrupt("part_count"))?,
+        )
+        .ok_or_else(|| corrupt("part plan"))?;
+        Ok(Upload {
+            id: r.id,
+            tenant: r.tenant,
+            status,
+            bucket: r.bucket,
+            key: ObjectKey::from_stored(r.object_key),
+            provider_upload_id: r.provider_upload_id,
+            filename: r.filename,
+            content_type: r.content_type,
+            plan,
+            metadata: r.metadata.0,
+            fingerprint: r.fingerprint,
+            etag: r.etag,
+            completed_parts: r.completed_parts.map(|j| {
+                j.0.into_iter()
+                    .map(|p| StoredPart {
+                        part_number: p.n,
+                        etag: p.etag,
+                        size: p.size,
+                    })
+                    .collect()
+            }),
+            created_at: r.created_at,
+            expires_at: r.expires_at,
+            lease_until: r.lease_until,
+        })
+    }
+}
+
+fn one(row: Option<UploadRow>) -> Result<Option<Upload>, DbError> {
+    row.map(Upload::try_from).transpose()
+}
+
+const COLUMNS: &str = "id, tenant, status, bucket, object_key, provider_upload_id, filename, \
+    content_type, size, part_size, part_count, metadata, fingerprint, etag, completed_parts, \
+    created_at, expires_at, lease_until";
+
+pub async fn insert_upload(db: impl PgExecutor<'_>, u: &Upload) -> Result<(), DbError> {
+    sqlx::query(
+        "insert into uploads (id, tenant, status, bucket, object_key, provider_upload_id, \
+         filename, content_type, size, part_size, part_count, metadata, fingerprint, \
+         created_at, expires_at) \
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+    )
+    .bind(u.id)
+    .bind(&u.tenant)
+    .bind(u.status.as_str())
+    .bind(&u.bucket)
+    .bind(u.key.as_str())
+    .bind(&u.provider_upload_id)
+    .bind(&u.filename)
+    .bind(&u.content_type)
+    .bind(u.plan.size() as i64)
+    .bind(u.plan.part_size() as i64)
+    .bind(u.plan.part_count() as i32)
+    .bind(sqlx::types::Json(&u.metadata))
+    .bind(&u.fingerprint)
+    .bind(u.created_at)
+    .bind(u.expires_at)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+pub async fn get_upload(db: impl PgExecutor<'_>, id: Uuid) -> Result<Option<Upload>, DbError> {
+    let row =
+        sqlx::query_as::<_, UploadRow>(&format!("select {COLUMNS} from uploads where id = $1"))
+            .bind(id)
+            .fetch_optional(db)
+            .await?;
+    one(row)
+}
+
+/// Takes the right to complete: `active → completing`, or a `completing` whose
+/// completer's lease ran out. Only unexpired uploads.
+pub async fn claim_completion(
+    db: impl PgExecutor<'_>,
+    id: Uuid,
+    now: DateTime<Utc>,
+    lease: Duration,
+) -> Result<Option<Upload>, DbError> {
+    let lease_until =
+        now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::minutes(5));
+    let row = sqlx::query_as::<_, UploadRow>(&format!(
+        "update uploads set status = 'completing', lease_until = $3, updated_at = now() \
+         where id = $1 and expires_at > $2 \
+           and (status = 'active' or (status = 'completing' and lease_until <= $2)) \
+         returning {COLUMNS}"
+    ))
+    .bind(id)
+    .bind(now)
+    .bind(lease_until)
+    .fetch_optional(db)
+    .await?;
+    one(row)
+}
+
+/// `completing → completed`, recording the object's ETag and its parts.
+pub async fn finish_completion(
+    db: impl PgExecutor<'_>,
+    id: Uuid,
+    etag: &str,
+    parts: &[StoredPart],
+    now: DateTime<Utc>,
+) -> Result<Option<Upload>, DbError> {
+    let parts: Vec<PartJson> = parts
+        .iter()
+        .map(|p| PartJson {
+            n: p.part_number,
+            etag: p.etag.clone(),
+            size: p.size,
+        })
+        .collect();
+    let row = sqlx::query_as::<_, UploadRow>(&format!(
+        "update uploads set status = 'completed', etag = $2, completed_parts = $3, \
+         completed_at = $4, lease_until = null, updated_at = now() \
+         where id = $1 and status = 'completing' returning {COLUMNS}"
+    ))
+    .bind(id)
+    .bind(etag)
+    .bind(sqlx::types::Json(parts))
+    .bind(now)
+    .fetch_optional(db)
+    .await?;
+    one(row)
+}
+
+/// `completing → active`: the completion failed and may be tried again.
+pub async fn release_completion(db: impl PgExecutor<'_>, id: Uuid) -> Result<(), DbError> {
+    sqlx::query(
+        "update uploads set status = 'active', lease_until = null, updated_at = now() \
+         where id = $1 and status = 'completing'",
+    )
+    .bind(id)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// `active → aborted`.
+pub async fn mark_aborted(db: impl PgExecutor<'_>, id: Uuid) -> Result<Option<Upload>, DbError> {
+    let row = sqlx::query_as::<_, UploadRow>(&format!(
+        "update uploads set status = 'aborted', updated_at = now() \
+         where id = $1 and status = 'active' returning {COLUMNS}"
+    ))
+    .bind(id)
+    .fetch_optional(db)
+    .await?;
+    one(row)
+}
+
+/// `from → expired` (the provider no longer has the upload).
+pub async fn mark_expired(
+    db: impl PgExecutor<'_>,
+    id: Uuid,
+    from: UploadStatus,
+) -> Result<Option<Upload>, DbError> {
+    let row = sqlx::query_as::<_, UploadRow>(&format!(
+        "update uploads set status = 'expired', lease_until = null, updated_at = now() \
+         where id = $1 and status = $2 returning {COLUMNS}"
+    ))
+    .bind(id)
+    .bind(from.as_str())
+    .fetch_optional(db)
+    .await?;
+    one(row)
+}
+
+/// Deletes a row: only for undoing an insert whose upload could not be set up.
+pub async fn delete_upload(db: impl PgExecutor<'_>, id: Uuid) -> Result<(), DbError> {
+    sqlx::query("delete from uploads where id = $1")
+        .bind(id)
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
+pub async fn ping(db: impl PgExecutor<'_>) -> Result<(), DbError> {
+    sqlx::query("select 1").execute(db).await?;
+    Ok(())
+}

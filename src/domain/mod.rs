@@ -1,0 +1,7 @@
+//! Pure domain logic: no I/O, no SDK types.
+
+pub mod object_key;
+pub mod part_plan;
+pub mod request;
+pub mod token;
+pub mod upload;

@@ -1,0 +1,190 @@
+//! Validation of what clients send: raw fields become checked values here, so the
+//! layers below never see a value that could be anything.
+
+use std::collections::BTreeMap;
+
+/// Longest file name accepted (bytes).
+pub const MAX_FILENAME_BYTES: usize = 1024;
+/// Longest fingerprint accepted (characters).
+pub const MAX_FINGERPRINT_CHARS: usize = 256;
+/// All user metadata together, keys and values (bytes).
+pub const MAX_METADATA_BYTES: usize = 2048;
+pub const DEFAULT_CONTENT_TYPE: &str = "application/octet-stream";
+
+/// A request field that failed validation: which one, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {reason}")]
+pub struct FieldError {
+    pub field: &'static str,
+    pub reason: String,
+}
+
+fn err(field: &'static str, reason: impl Into<String>) -> FieldError {
+    FieldError {
+        field,
+        reason: reason.into(),
+    }
+}
+
+/// A file name as the client gave it (echoed back unchanged).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileName(String);
+
+impl FileName {
+    pub fn parse(s: String) -> Result<Self, FieldError> {
+        if s.is_empty() {
+            return Err(err("filename", "must not be empty"));
+        }
+        if s.len() > MAX_FILENAME_BYTES {
+            return Err(err(
+                "filename",
+                format!("must be at most {MAX_FILENAME_BYTES} bytes"),
+            ));
+        }
+        if s.chars().any(|c| c == '\0') {
+            return Err(err("filename", "must not contain NUL characters"));
+        }
+        Ok(Self(s))
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A MIME type such as `video/mp4; codecs=avc1`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContentType(String);
+
+impl ContentType {
+    pub fn parse(s: Option<String>) -> Result<Self, FieldError> {
+        let Some(s) = s else {
+            return Ok(Self(DEFAULT_CONTENT_TYPE.to_string()));
+        };
+        let tchar = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+        let essence = s.split(';').next().unwrap_or("").trim();
+        let valid_essence = essence.split_once('/').is_some_and(|(t, st)| {
+            !t.is_empty() && !st.is_empty() && t.chars().all(tchar) && st.chars().all(tchar)
+        });
+        let printable = s.chars().all(|c| (' '..='~').contains(&c));
+        if !valid_essence || !printable || s.len() > 255 {
+            return Err(err(
+                "contentType",
+                "must be a MIME type such as \"video/mp4\" (printable ASCII, at most 255 bytes)",
+            ));
+        }
+        Ok(Self(s))
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// User metadata: lower-case keys of `[a-z0-9-]`, printable ASCII values, at most
+/// 2 KiB in all. Becomes the object's `x-amz-meta-*` headers.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Metadata(BTreeMap<String, String>);
+
+impl Metadata {
+    pub fn parse(m: Option<BTreeMap<String, String>>) -> Result<Self, FieldError> {
+        let m = m.unwrap_or_default();
+        let mut total = 0;
+        for (k, v) in &m {
+            if k.is_empty()
+                || !k
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            {
+                return Err(err(
+                    "metadata",
+                    format!("key {k:?} must be lower-case ASCII letters, digits and '-'"),
+                ));
+            }
+            if !v.chars().all(|c| (' '..='~').contains(&c)) {
+                return Err(err(
+                    "metadata",
+                    format!("the value of {k:?} must be printable ASCII (S3 metadata travels in HTTP headers)"),
+                ));
+            }
+            total += k.len() + v.len();
+        }
+        if total > MAX_METADATA_BYTES {
+            return Err(err(
+                "metadata",
+                format!("is {total} bytes; at most {MAX_METADATA_BYTES} bytes in all"),
+            ));
+        }
+        Ok(Self(m))
+    }
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &String)> {
+        self.0.iter()
+    }
+    pub fn as_map(&self) -> &BTreeMap<String, String> {
+        &self.0
+    }
+    pub fn from_stored(m: BTreeMap<String, String>) -> Self {
+        Self(m)
+    }
+}
+
+/// The client's own identity for a file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fingerprint(String);
+
+impl Fingerprint {
+    pub fn parse(s: String) -> Result<Self, FieldError> {
+        if s.is_empty() || s.chars().count() > MAX_FINGERPRINT_CHARS {
+            return Err(err(
+                "fingerprint",
+                format!("must be 1 to {MAX_FINGERPRINT_CHARS} characters"),
+            ));
+        }
+        if s.chars().any(|c| c == '\0') {
+            return Err(err("fingerprint", "must not contain NUL characters"));
+        }
+        Ok(Self(s))
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_types() {
+        assert_eq!(
+            ContentType::parse(None).unwrap().as_str(),
+            DEFAULT_CONTENT_TYPE
+        );
+        assert!(ContentType::parse(Some("video/mp4".into())).is_ok());
+        assert!(ContentType::parse(Some("text/plain; charset=utf-8".into())).is_ok());
+        for bad in ["", "video", "/mp4", "video/", "vid eo/mp4", "a/b\n", "a/é"] {
+            assert!(ContentType::parse(Some(bad.into())).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn metadata_rules() {
+        let m = |k: &str, v: &str| Some(BTreeMap::from([(k.to_string(), v.to_string())]));
+        assert!(Metadata::parse(m("camera-id", "cam 7")).is_ok());
+        assert!(Metadata::parse(m("Camera", "x")).is_err());
+        assert!(Metadata::parse(m("a_b", "x")).is_err());
+        assert!(Metadata::parse(m("", "x")).is_err());
+        assert!(Metadata::parse(m("a", "line\nbreak")).is_err());
+        assert!(Metadata::parse(m("a", &"x".repeat(2047))).is_ok());
+        assert!(Metadata::parse(m("a", &"x".repeat(2048))).is_err());
+    }
+
+    #[test]
+    fn file_names_and_fingerprints() {
+        assert!(FileName::parse("movie.mp4".into()).is_ok());
+        assert!(FileName::parse("".into()).is_err());
+        assert!(FileName::parse("a\0b".into()).is_err());
+        assert!(FileName::parse("x".repeat(1025)).is_err());
+        assert!(Fingerprint::parse("x".repeat(256)).is_ok());
+        assert!(Fingerprint::parse("x".repeat(257)).is_err());
+        assert!(Fingerprint::parse(String::new()).is_err());
+    }
+}

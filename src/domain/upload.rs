@@ -1,0 +1,246 @@
+//! Upload states, and the reconciliation of a plan with the provider's part list.
+
+use super::part_plan::{PartNumber, PartPlan};
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// The life of an upload.
+///
+/// `active → completing → completed`, `completing → active` when the provider
+/// refuses, `active → aborted`, and `active → expired` (past `expiresAt`, or the
+/// provider no longer has it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UploadStatus {
+    Active,
+    Completing,
+    Completed,
+    Aborted,
+    Expired,
+}
+
+impl UploadStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Completing => "completing",
+            Self::Completed => "completed",
+            Self::Aborted => "aborted",
+            Self::Expired => "expired",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "active" => Self::Active,
+            "completing" => Self::Completing,
+            "completed" => Self::Completed,
+            "aborted" => Self::Aborted,
+            "expired" => Self::Expired,
+            _ => return None,
+        })
+    }
+
+    /// Expiry applies to every upload that is not completed.
+    pub fn can_expire(self) -> bool {
+        !matches!(self, Self::Completed)
+    }
+}
+
+/// A part as the storage provider lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredPart {
+    pub part_number: u32,
+    pub etag: String,
+    pub size: u64,
+}
+
+/// A stored part whose size does not fit its place in the plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WrongSizePart {
+    pub part_number: u32,
+    pub expected_size: u64,
+    pub actual_size: u64,
+}
+
+/// The plan held against what the provider has.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reconciliation {
+    /// Parts present with the right size, by number.
+    pub uploaded: Vec<StoredPart>,
+    /// Plan parts not (correctly) present, sorted.
+    pub missing: Vec<PartNumber>,
+    /// Parts present with a size that does not fit the plan (also in `missing`).
+    pub wrong_size: Vec<WrongSizePart>,
+}
+
+impl Reconciliation {
+    pub fn new(plan: &PartPlan, stored: &[StoredPart]) -> Self {
+        let by_number: BTreeMap<u32, &StoredPart> =
+            stored.iter().map(|p| (p.part_number, p)).collect();
+        let mut uploaded = Vec::new();
+        let mut missing = Vec::new();
+        let mut wrong_size = Vec::new();
+        for n in plan.parts() {
+            let expected = plan.part_len(n);
+            match by_number.get(&n.get()) {
+                Some(p) if p.size == expected => uploaded.push((*p).clone()),
+                Some(p) => {
+                    wrong_size.push(WrongSizePart {
+                        part_number: n.get(),
+                        expected_size: expected,
+                        actual_size: p.size,
+                    });
+                    missing.push(n);
+                }
+                None => missing.push(n),
+            }
+        }
+        Self {
+            uploaded,
+            missing,
+            wrong_size,
+        }
+    }
+
+    pub fn progress(&self, plan: &PartPlan) -> Progress {
+        Progress::new(
+            self.uploaded.iter().map(|p| p.size).sum(),
+            plan.size(),
+            self.uploaded.len() as u32,
+            plan.part_count(),
+        )
+    }
+}
+
+/// `progress` in responses.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Progress {
+    pub uploaded_bytes: u64,
+    pub total_bytes: u64,
+    pub uploaded_parts: u32,
+    pub total_parts: u32,
+    /// `uploadedBytes / totalBytes × 100`, not rounded.
+    pub percent: f64,
+}
+
+impl Progress {
+    pub fn new(
+        uploaded_bytes: u64,
+        total_bytes: u64,
+        uploaded_parts: u32,
+        total_parts: u32,
+    ) -> Self {
+        let percent = if total_bytes == 0 {
+            0.0
+        } else {
+            uploaded_bytes as f64 / total_bytes as f64 * 100.0
+        };
+        Self {
+            uploaded_bytes,
+            total_bytes,
+            uploaded_parts,
+            total_parts,
+            percent,
+        }
+    }
+}
+
+/// An ETag without its surrounding quotes (S3 answers quoted ETags; clients send
+/// either form).
+pub fn bare_etag(etag: &str) -> &str {
+    etag.trim().trim_matches('"')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::part_plan::{PlanLimits, MIB};
+
+    fn part(n: u32, size: u64) -> StoredPart {
+        StoredPart {
+            part_number: n,
+            etag: format!("\"e{n}\""),
+            size,
+        }
+    }
+
+    #[test]
+    fn reconciles_missing_and_wrong_sizes() {
+        let plan = PartPlan::new(15 * MIB + 10, Some(5 * MIB), PlanLimits::default()).unwrap();
+        let stored = vec![
+            part(1, 5 * MIB),
+            part(3, 5 * MIB - 1),
+            part(4, 10),
+            part(9, 1),
+        ];
+        let r = Reconciliation::new(&plan, &stored);
+        assert_eq!(
+            r.uploaded.iter().map(|p| p.part_number).collect::<Vec<_>>(),
+            vec![1, 4]
+        );
+        assert_eq!(
+            r.missing.iter().map(|p| p.get()).collect::<Vec<_>>(),
+            vec![2, 3]
+        );
+        assert_eq!(r.wrong_size.len(), 1);
+        assert_eq!(r.wrong_size[0].part_number, 3);
+        let p = r.progress(&plan);
+        assert_eq!(p.uploaded_bytes, 5 * MIB + 10);
+        assert_eq!(p.uploaded_parts, 2);
+        assert_eq!(p.total_parts, 4);
+        assert!((p.percent - (5 * MIB + 10) as f64 / (15 * MIB + 10) as f64 * 100.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn statuses_round_trip() {
+        for s in [
+            UploadStatus::Active,
+            UploadStatus::Completing,
+            UploadStatus::Completed,
+            UploadStatus::Aborted,
+            UploadStatus::Expired,
+        ] {
+            assert_eq!(UploadStatus::parse(s.as_str()), Some(s));
+        }
+        assert_eq!(UploadStatus::parse("nope"), None);
+    }
+
+    #[test]
+    fn etag_quotes_are_ignored() {
+        assert_eq!(bare_etag("\"abc\""), "abc");
+        assert_eq!(bare_etag("abc"), "abc");
+    }
+}
+
+/// An upload as the broker records it.
+#[derive(Debug, Clone)]
+pub struct Upload {
+    pub id: uuid::Uuid,
+    pub tenant: String,
+    pub status: UploadStatus,
+    pub bucket: String,
+    pub key: super::object_key::ObjectKey,
+    pub provider_upload_id: String,
+    pub filename: String,
+    pub content_type: String,
+    pub plan: PartPlan,
+    pub metadata: BTreeMap<String, String>,
+    pub fingerprint: Option<String>,
+    /// The finished object's ETag (completed uploads).
+    pub etag: Option<String>,
+    /// The parts the object was completed from (completed uploads).
+    pub completed_parts: Option<Vec<StoredPart>>,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub expires_at: chrono::DateTime<chrono::Utc>,
+    pub lease_until: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl Upload {
+    /// Past its expiry and not completed.
+    pub fn is_expired(&self, now: chrono::DateTime<chrono::Utc>) -> bool {
+        self.status == UploadStatus::Expired || (self.status.can_expire() && now >= self.expires_at)
+    }
+}

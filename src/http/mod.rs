@@ -1,0 +1,132 @@
+//! The HTTP layer: one state, one router per resource, merged here, with the
+//! request id, tracing, CORS and body limit around them.
+
+pub mod auth;
+pub mod extract;
+pub mod uploads;
+
+use crate::broker::Broker;
+use crate::error::ApiError;
+use auth::{Credentials, HasCredentials};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::response::{IntoResponse, Response};
+use axum::{Json, Router};
+use http::{header, HeaderValue, Method};
+use std::sync::Arc;
+use std::time::Duration;
+use tower::ServiceBuilder;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+use tracing::Span;
+
+/// Shared by every handler.
+#[derive(Clone)]
+pub struct AppState {
+    pub broker: Broker,
+    pub credentials: Arc<Credentials>,
+}
+
+impl HasCredentials for AppState {
+    fn credentials(&self) -> &Credentials {
+        &self.credentials
+    }
+}
+
+/// HTTP settings that shape the router.
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    pub cors_origins: Vec<String>,
+    pub body_limit: usize,
+}
+
+/// Internal detail of a failed request, for the log only.
+#[derive(Clone)]
+struct ErrorDetail(String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let mut res = (status, Json(self.body())).into_response();
+        if status.is_server_error() {
+            res.extensions_mut().insert(ErrorDetail(format!("{self}")));
+        }
+        res
+    }
+}
+
+async fn not_found() -> ApiError {
+    ApiError::NotFound
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}
+
+pub fn router(state: AppState, settings: &HttpSettings) -> Router {
+    let trace = TraceLayer::new_for_http()
+        .make_span_with(|req: &Request| {
+            // The route template, never the raw path: it holds the resume token.
+            let route = req
+                .extensions()
+                .get::<MatchedPath>()
+                .map(|m| m.as_str().to_string())
+                .unwrap_or_else(|| "unmatched".into());
+            let request_id = req
+                .headers()
+                .get("x-request-id")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            tracing::info_span!(
+                "request",
+                method = %req.method(),
+                route,
+                request_id,
+                tenant = tracing::field::Empty,
+                upload_id = tracing::field::Empty,
+            )
+        })
+        .on_request(())
+        .on_response(|res: &Response, latency: Duration, _span: &Span| {
+            let status = res.status().as_u16();
+            let ms = latency.as_secs_f64() * 1000.0;
+            match res.extensions().get::<ErrorDetail>() {
+                Some(ErrorDetail(detail)) => {
+                    tracing::error!(status, latency_ms = ms, error = %detail, "request failed")
+                }
+                None => tracing::info!(status, latency_ms = ms, "request"),
+            }
+        })
+        .on_failure(());
+
+    Router::new()
+        .merge(uploads::router())
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+        .layer(DefaultBodyLimit::max(settings.body_limit))
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+                .layer(trace)
+                .layer(PropagateRequestIdLayer::x_request_id())
+                .layer(cors(&settings.cors_origins)),
+        )
+}
+
+fn cors(origins: &[String]) -> CorsLayer {
+    let allow = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()))
+    };
+    if origins.is_empty() {
+        return CorsLayer::new();
+    }
+    CorsLayer::new()
+        .allow_origin(allow)
+        .allow_methods([Method::GET, Method::POST, Method::DELETE, Method::OPTIONS])
+        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+        .expose_headers([header::HeaderName::from_static("x-request-id")])
+        .max_age(Duration::from_secs(3600))
+}

@@ -1,0 +1,15 @@
+//! upload-broker: resumable, direct-to-storage multipart uploads to S3 and R2.
+//!
+//! Layers: `domain` (pure logic), `storage` (the S3 adapter), `db` (SQL),
+//! `broker` (the upload operations), `http` (the API), `startup` and `config`.
+
+pub mod broker;
+pub mod config;
+pub mod db;
+pub mod domain;
+pub mod error;
+pub mod http;
+pub mod secret_file;
+pub mod startup;
+pub mod storage;
+pub mod telemetry;

@@ -1,0 +1,175 @@
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+use upload_broker::config::{ConfigError, DatabaseArgs, ServeArgs};
+use upload_broker::domain::token::TokenKey;
+use upload_broker::{db, secret_file, startup, telemetry};
+
+/// Resumable, direct-to-storage multipart uploads to S3 and Cloudflare R2.
+///
+/// Every option can be given as a flag or as the environment variable named
+/// beside it.
+#[derive(Parser)]
+#[command(name = "upload-broker", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the HTTP API (applies pending migrations first unless --no-migrate).
+    Serve(Box<ServeArgs>),
+    /// Apply pending database migrations and exit.
+    Migrate(DatabaseArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            if matches!(
+                e.kind(),
+                ErrorKind::DisplayHelp
+                    | ErrorKind::DisplayVersion
+                    | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+            ) {
+                let _ = e.print();
+                return if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+                    ExitCode::from(2)
+                } else {
+                    ExitCode::SUCCESS
+                };
+            }
+            // One line naming what is wrong.
+            let rendered = e.render().to_string();
+            let line = rendered
+                .lines()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("error: invalid arguments");
+            eprintln!("{line}");
+            return ExitCode::from(2);
+        }
+    };
+    telemetry::init();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match cli.command {
+        Command::Serve(args) => rt.block_on(serve(*args)),
+        Command::Migrate(args) => rt.block_on(migrate(args)),
+    }
+}
+
+fn config_error(e: ConfigError) -> ExitCode {
+    eprintln!("error: {e}");
+    ExitCode::from(2)
+}
+
+async fn migrate(args: DatabaseArgs) -> ExitCode {
+    let url = match args.url() {
+        Ok(u) => u,
+        Err(e) => return config_error(e),
+    };
+    let pool = match db::pool(url.expose(), 2) {
+        Ok(p) => p,
+        Err(e) => {
+            return config_error(ConfigError {
+                variable: "DATABASE_URL",
+                message: format!("is not a valid connection string ({e})"),
+            })
+        }
+    };
+    match db::MIGRATOR.run(&pool).await {
+        Ok(()) => {
+            tracing::info!("migrations applied");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: migrations failed: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(args: ServeArgs) -> ExitCode {
+    let config = match args.check() {
+        Ok(c) => c,
+        Err(e) => return config_error(e),
+    };
+    let tokens = match &config.token_secret {
+        Some(s) => TokenKey::new(s.expose().as_bytes()).expect("length checked"),
+        None => {
+            let Some(path) = config
+                .token_secret_file
+                .clone()
+                .or_else(secret_file::default_path)
+            else {
+                return config_error(ConfigError {
+                    variable: "BROKER_TOKEN_SECRET",
+                    message: "is not set and no key file location is known (set BROKER_TOKEN_SECRET or BROKER_TOKEN_SECRET_FILE)".into(),
+                });
+            };
+            match secret_file::load_or_create(&path) {
+                Ok(k) => {
+                    tracing::warn!(path = %path.display(), "BROKER_TOKEN_SECRET is not set; using the key file (set BROKER_TOKEN_SECRET when running several instances)");
+                    k
+                }
+                Err(msg) => {
+                    return config_error(ConfigError {
+                        variable: "BROKER_TOKEN_SECRET_FILE",
+                        message: msg,
+                    })
+                }
+            }
+        }
+    };
+    let pool = match db::pool(
+        config.database_url.expose(),
+        config.database_max_connections,
+    ) {
+        Ok(p) => p,
+        Err(e) => {
+            return config_error(ConfigError {
+                variable: "DATABASE_URL",
+                message: format!("is not a valid connection string ({e})"),
+            })
+        }
+    };
+    if config.migrate {
+        if let Err(e) = db::MIGRATOR.run(&pool).await {
+            eprintln!("error: database migrations failed (is DATABASE_URL reachable?): {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    let app = match startup::Application::build(&config, pool, tokens).await {
+        Ok(app) => app,
+        Err(e) => {
+            eprintln!(
+                "error: cannot listen on {} (BROKER_LISTEN): {e}",
+                config.listen
+            );
+            return ExitCode::from(2);
+        }
+    };
+    match app.local_addr() {
+        Ok(addr) => {
+            tracing::info!(%addr, bucket = %config.storage.bucket, "upload-broker listening")
+        }
+        Err(_) => {}
+    }
+    match app.run_until(startup::shutdown_signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: server failed: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

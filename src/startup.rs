@@ -1,0 +1,121 @@
+//! Building and running the application.
+
+use crate::broker::{Broker, BrokerSettings};
+use crate::config::Config;
+use crate::domain::token::TokenKey;
+use crate::http::auth::Credentials;
+use crate::http::{self as api, AppState, HttpSettings};
+use crate::storage::Storage;
+use sqlx::PgPool;
+use std::future::{Future, IntoFuture};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+/// How long a completer holds an upload before another caller may take over.
+pub const COMPLETION_LEASE: Duration = Duration::from_secs(300);
+
+pub struct Application {
+    listener: TcpListener,
+    router: axum::Router,
+    shutdown_timeout: Duration,
+}
+
+impl Application {
+    /// Binds the listener (port 0 picks a free one) and builds the router.
+    pub async fn build(config: &Config, pool: PgPool, tokens: TokenKey) -> std::io::Result<Self> {
+        let storage = Storage::connect(&config.storage).await;
+        let broker = Broker::new(
+            pool,
+            storage,
+            tokens,
+            BrokerSettings {
+                plan_limits: config.plan_limits,
+                upload_ttl: config.upload_ttl,
+                part_url_ttl: config.part_url_ttl,
+                sign_window: config.sign_window,
+                key_prefix: config.storage.key_prefix.clone(),
+                completion_lease: COMPLETION_LEASE,
+            },
+        );
+        let credentials = Credentials::new(&config.api_keys);
+        if credentials.is_empty() {
+            tracing::warn!("BROKER_API_KEYS is empty: every /v1 request will answer 401");
+        }
+        let state = AppState {
+            broker,
+            credentials: Arc::new(credentials),
+        };
+        let router = api::router(
+            state,
+            &HttpSettings {
+                cors_origins: config.cors_origins.clone(),
+                body_limit: config.body_limit,
+            },
+        );
+        let listener = TcpListener::bind(config.listen).await?;
+        Ok(Self {
+            listener,
+            router,
+            shutdown_timeout: config.shutdown_timeout,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<std::net::SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves until `shutdown` resolves, then drains requests in flight for at
+    /// most the shutdown timeout.
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let (tx, mut rx) = tokio::sync::watch::channel(false);
+        let serve = axum::serve(self.listener, self.router).with_graceful_shutdown(async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        });
+        let mut server = tokio::spawn(serve.into_future());
+        tokio::select! {
+            joined = &mut server => return joined.map_err(std::io::Error::other)?,
+            _ = shutdown => {}
+        }
+        let _ = tx.send(true);
+        match tokio::time::timeout(self.shutdown_timeout, server).await {
+            Ok(joined) => joined.map_err(std::io::Error::other)?,
+            Err(_) => {
+                tracing::warn!(
+                    "requests still in flight after the shutdown timeout; stopping anyway"
+                );
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutdown signal received; draining");
+}

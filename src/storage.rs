@@ -1,0 +1,373 @@
+//! The storage adapter: the only module that knows aws-sdk-s3.
+//!
+//! Methods are the domain's verbs over the few S3 calls the broker needs. Each is
+//! instrumented with the operation and key, never with a URL, body or credential.
+
+use crate::config::StorageConfig;
+use crate::domain::object_key::ObjectKey;
+use crate::domain::part_plan::PartNumber;
+use crate::domain::request::{ContentType, Metadata};
+use crate::domain::upload::StoredPart;
+use aws_sdk_s3::config::{Region, RequestChecksumCalculation, ResponseChecksumValidation};
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::presigning::PresigningConfig;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider as TlsProvider};
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime};
+
+/// What went wrong at the storage provider.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// The multipart upload does not exist (aborted, expired or completed).
+    #[error("the storage provider has no such multipart upload")]
+    NoSuchUpload,
+    /// The provider answered with an error code.
+    #[error("{operation} failed at the storage provider: {code}")]
+    Provider {
+        operation: &'static str,
+        code: String,
+        message: String,
+    },
+    /// The provider could not be reached or did not answer in time.
+    #[error("{operation} could not reach the storage provider: {detail}")]
+    Unreachable {
+        operation: &'static str,
+        detail: String,
+    },
+    /// Presigning was refused by the SDK (bad expiry).
+    #[error("could not presign {operation}: {detail}")]
+    Presign {
+        operation: &'static str,
+        detail: String,
+    },
+}
+
+impl StorageError {
+    fn from_sdk<E, R>(operation: &'static str, err: SdkError<E, R>) -> Self
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+        R: std::fmt::Debug,
+    {
+        match err {
+            SdkError::ServiceError(se) => {
+                let e = se.err();
+                let code = e.code().unwrap_or("Unknown").to_string();
+                if code == "NoSuchUpload" {
+                    return Self::NoSuchUpload;
+                }
+                Self::Provider {
+                    operation,
+                    message: e.message().unwrap_or("").to_string(),
+                    code,
+                }
+            }
+            SdkError::TimeoutError(_) => Self::Unreachable {
+                operation,
+                detail: "timed out".into(),
+            },
+            SdkError::DispatchFailure(d) => Self::Unreachable {
+                operation,
+                detail: if d.is_timeout() {
+                    "timed out".into()
+                } else if d.is_io() {
+                    "connection failed".into()
+                } else {
+                    "request could not be sent".into()
+                },
+            },
+            SdkError::ResponseError(_) => Self::Unreachable {
+                operation,
+                detail: "unreadable response".into(),
+            },
+            other => {
+                // Construction failures (e.g. no credentials): the code only.
+                let code = other.code().unwrap_or("ClientError").to_string();
+                Self::Provider {
+                    operation,
+                    code,
+                    message: String::new(),
+                }
+            }
+        }
+    }
+}
+
+/// A presigned `UploadPart` request.
+#[derive(Clone)]
+pub struct PresignedPart {
+    pub url: String,
+    /// Headers the URL signs, other than `host`, that the client must send.
+    pub headers: BTreeMap<String, String>,
+}
+
+/// What an abort found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AbortOutcome {
+    Aborted,
+    AlreadyGone,
+}
+
+/// A finished object as HeadObject reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectInfo {
+    pub size: u64,
+    pub etag: String,
+}
+
+/// The bucket the broker writes to.
+#[derive(Clone, Debug)]
+pub struct Storage {
+    client: aws_sdk_s3::Client,
+    bucket: String,
+    list_parts_page_size: i32,
+}
+
+impl Storage {
+    /// Builds the client: one rustls/ring HTTP stack, the region set explicitly
+    /// (no metadata probing), and checksums only where an operation requires them,
+    /// so presigned part URLs never carry a checksum the client cannot match.
+    pub async fn connect(cfg: &StorageConfig) -> Self {
+        let http_client = aws_smithy_http_client::Builder::new()
+            .tls_provider(TlsProvider::Rustls(CryptoMode::Ring))
+            .build_https();
+        let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(Region::new(cfg.region.clone()))
+            .http_client(http_client)
+            .load()
+            .await;
+        let mut b = aws_sdk_s3::config::Builder::from(&sdk)
+            .force_path_style(cfg.force_path_style)
+            .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
+            .response_checksum_validation(ResponseChecksumValidation::WhenRequired);
+        if let Some(endpoint) = &cfg.endpoint {
+            b = b.endpoint_url(endpoint);
+        }
+        Self {
+            client: aws_sdk_s3::Client::from_conf(b.build()),
+            bucket: cfg.bucket.clone(),
+            list_parts_page_size: cfg.list_parts_page_size,
+        }
+    }
+
+    pub fn bucket(&self) -> &str {
+        &self.bucket
+    }
+
+    /// The same storage with another bucket (tests, multi-bucket tooling).
+    pub fn with_bucket(&self, bucket: impl Into<String>) -> Self {
+        Self {
+            bucket: bucket.into(),
+            ..self.clone()
+        }
+    }
+
+    /// The underlying SDK client, for tests and tools that inspect the bucket.
+    pub fn sdk_client(&self) -> &aws_sdk_s3::Client {
+        &self.client
+    }
+
+    #[tracing::instrument(name = "storage.create_multipart_upload", skip_all, fields(key = key.as_str()))]
+    pub async fn create_multipart_upload(
+        &self,
+        key: &ObjectKey,
+        content_type: &ContentType,
+        metadata: &Metadata,
+    ) -> Result<String, StorageError> {
+        let out = self
+            .client
+            .create_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key.as_str())
+            .content_type(content_type.as_str())
+            .set_metadata(Some(
+                metadata
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+            ))
+            .send()
+            .await
+            .map_err(|e| StorageError::from_sdk("CreateMultipartUpload", e))?;
+        out.upload_id
+            .filter(|id| !id.is_empty())
+            .ok_or_else(|| StorageError::Provider {
+                operation: "CreateMultipartUpload",
+                code: "MissingUploadId".into(),
+                message: "the provider returned no UploadId".into(),
+            })
+    }
+
+    /// Presigns `UploadPart` for one part, valid from `start` for `expires_in`.
+    pub async fn presign_upload_part(
+        &self,
+        key: &ObjectKey,
+        upload_id: &str,
+        part: PartNumber,
+        start: SystemTime,
+        expires_in: Duration,
+    ) -> Result<PresignedPart, StorageError> {
+        let presigning = PresigningConfig::builder()
+            .start_time(start)
+            .expires_in(expires_in)
+            .build()
+            .map_err(|e| StorageError::Presign {
+                operation: "UploadPart",
+                detail: e.to_string(),
+            })?;
+        let req = self
+            .client
+            .upload_part()
+            .bucket(&self.bucket)
+            .key(key.as_str())
+            .upload_id(upload_id)
+            .part_number(part.get() as i32)
+            .presigned(presigning)
+            .await
+            .map_err(|e| StorageError::from_sdk("UploadPart", e))?;
+        let headers = req
+            .headers()
+            .filter(|(name, _)| !name.eq_ignore_ascii_case("host"))
+            .map(|(n, v)| (n.to_ascii_lowercase(), v.to_string()))
+            .collect();
+        Ok(PresignedPart {
+            url: req.uri().to_string(),
+            headers,
+        })
+    }
+
+    /// Every part the provider holds for the upload, following all pages.
+    #[tracing::instrument(name = "storage.list_parts", skip_all, fields(key = key.as_str(), pages))]
+    pub async fn list_parts(
+        &self,
+        key: &ObjectKey,
+        upload_id: &str,
+    ) -> Result<Vec<StoredPart>, StorageError> {
+        let mut parts = Vec::new();
+        let mut marker: Option<String> = None;
+        let mut pages = 0u32;
+        loop {
+            let out = self
+                .client
+                .list_parts()
+                .bucket(&self.bucket)
+                .key(key.as_str())
+                .upload_id(upload_id)
+                .max_parts(self.list_parts_page_size)
+                .set_part_number_marker(marker.take())
+                .send()
+                .await
+                .map_err(|e| StorageError::from_sdk("ListParts", e))?;
+            pages += 1;
+            for p in out.parts() {
+                let (Some(n), Some(etag)) = (p.part_number(), p.e_tag()) else {
+                    continue;
+                };
+                parts.push(StoredPart {
+                    part_number: u32::try_from(n).unwrap_or(0),
+                    etag: etag.to_string(),
+                    size: u64::try_from(p.size().unwrap_or(0)).unwrap_or(0),
+                });
+            }
+            let next = out.next_part_number_marker().filter(|m| !m.is_empty());
+            match (out.is_truncated().unwrap_or(false), next) {
+                (true, Some(m)) if marker_advances(&parts, m) => marker = Some(m.to_string()),
+                (true, _) => {
+                    return Err(StorageError::Provider {
+                        operation: "ListParts",
+                        code: "BadPagination".into(),
+                        message: "a truncated page without a usable next marker".into(),
+                    })
+                }
+                (false, _) => break,
+            }
+        }
+        tracing::Span::current().record("pages", pages);
+        parts.sort_by_key(|p| p.part_number);
+        parts.dedup_by_key(|p| p.part_number);
+        Ok(parts)
+    }
+
+    /// Completes the upload with exactly these parts; returns the object's ETag.
+    #[tracing::instrument(name = "storage.complete_multipart_upload", skip_all, fields(key = key.as_str(), parts = parts.len()))]
+    pub async fn complete_multipart_upload(
+        &self,
+        key: &ObjectKey,
+        upload_id: &str,
+        parts: &[StoredPart],
+    ) -> Result<String, StorageError> {
+        let completed = CompletedMultipartUpload::builder()
+            .set_parts(Some(
+                parts
+                    .iter()
+                    .map(|p| {
+                        CompletedPart::builder()
+                            .part_number(p.part_number as i32)
+                            .e_tag(&p.etag)
+                            .build()
+                    })
+                    .collect(),
+            ))
+            .build();
+        let out = self
+            .client
+            .complete_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key.as_str())
+            .upload_id(upload_id)
+            .multipart_upload(completed)
+            .send()
+            .await
+            .map_err(|e| StorageError::from_sdk("CompleteMultipartUpload", e))?;
+        Ok(out.e_tag.unwrap_or_default())
+    }
+
+    /// Aborts the upload; one the provider no longer has counts as done.
+    #[tracing::instrument(name = "storage.abort_multipart_upload", skip_all, fields(key = key.as_str()))]
+    pub async fn abort_multipart_upload(
+        &self,
+        key: &ObjectKey,
+        upload_id: &str,
+    ) -> Result<AbortOutcome, StorageError> {
+        match self
+            .client
+            .abort_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key.as_str())
+            .upload_id(upload_id)
+            .send()
+            .await
+            .map_err(|e| StorageError::from_sdk("AbortMultipartUpload", e))
+        {
+            Ok(_) => Ok(AbortOutcome::Aborted),
+            Err(StorageError::NoSuchUpload) => Ok(AbortOutcome::AlreadyGone),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The finished object at `key`, if there is one.
+    #[tracing::instrument(name = "storage.head_object", skip_all, fields(key = key.as_str()))]
+    pub async fn head_object(&self, key: &ObjectKey) -> Result<Option<ObjectInfo>, StorageError> {
+        match self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(key.as_str())
+            .send()
+            .await
+        {
+            Ok(out) => Ok(Some(ObjectInfo {
+                size: u64::try_from(out.content_length.unwrap_or(0)).unwrap_or(0),
+                etag: out.e_tag.unwrap_or_default(),
+            })),
+            Err(SdkError::ServiceError(se)) if se.err().is_not_found() => Ok(None),
+            Err(e) => Err(StorageError::from_sdk("HeadObject", e)),
+        }
+    }
+}
+
+/// A next marker must move past the parts seen so far, or paging would loop.
+fn marker_advances(parts: &[StoredPart], marker: &str) -> bool {
+    let last = parts.iter().map(|p| p.part_number).max().unwrap_or(0);
+    marker.parse::<u32>().is_ok_and(|m| m >= last && m > 0)
+}
