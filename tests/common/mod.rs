@@ -34,6 +34,8 @@ pub fn bucket() -> String {
 #[derive(Clone)]
 pub struct Options {
     pub bucket: Option<String>,
+    /// Storage endpoint other than LocalStack's (a fault-injecting proxy).
+    pub endpoint: Option<String>,
     pub upload_ttl: Duration,
     pub part_url_ttl: Duration,
     pub sign_window: u32,
@@ -47,6 +49,7 @@ impl Default for Options {
     fn default() -> Self {
         Self {
             bucket: None,
+            endpoint: None,
             upload_ttl: Duration::from_secs(7 * 86400),
             part_url_ttl: Duration::from_secs(3600),
             sign_window: 100,
@@ -76,7 +79,7 @@ pub fn test_config(opts: &Options) -> Config {
         storage: StorageConfig {
             bucket: opts.bucket.clone().unwrap_or_else(bucket),
             region: "us-east-1".into(),
-            endpoint: Some(endpoint()),
+            endpoint: Some(opts.endpoint.clone().unwrap_or_else(endpoint)),
             force_path_style: true,
             provider: Provider::S3,
             key_prefix: prefix,
