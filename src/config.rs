@@ -53,11 +53,21 @@ fn cfg_err(variable: &'static str, message: impl Into<String>) -> ConfigError {
 #[derive(Debug, Clone, Args)]
 pub struct DatabaseArgs {
     /// Postgres connection string (required).
-    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        value_name = "DATABASE_URL",
+        hide_env_values = true
+    )]
     pub database_url: Option<String>,
 
     /// Most connections in the pool.
-    #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value_t = 20)]
+    #[arg(
+        long,
+        env = "DATABASE_MAX_CONNECTIONS",
+        value_name = "DATABASE_MAX_CONNECTIONS",
+        default_value_t = 20
+    )]
     pub database_max_connections: u32,
 }
 
@@ -77,19 +87,24 @@ impl DatabaseArgs {
 #[derive(Debug, Clone, Args)]
 pub struct StorageArgs {
     /// Bucket for uploads (required).
-    #[arg(long, env = "S3_BUCKET")]
+    #[arg(long, env = "S3_BUCKET", value_name = "S3_BUCKET")]
     pub s3_bucket: Option<String>,
 
     /// Region (`auto` for R2).
-    #[arg(long, env = "S3_REGION", default_value = "us-east-1")]
+    #[arg(
+        long,
+        env = "S3_REGION",
+        value_name = "S3_REGION",
+        default_value = "us-east-1"
+    )]
     pub s3_region: String,
 
     /// Custom endpoint (R2, LocalStack, MinIO); AWS when unset.
-    #[arg(long, env = "S3_ENDPOINT")]
+    #[arg(long, env = "S3_ENDPOINT", value_name = "S3_ENDPOINT")]
     pub s3_endpoint: Option<String>,
 
     /// Path-style addressing (needed by LocalStack and MinIO).
-    #[arg(long, env = "S3_FORCE_PATH_STYLE", default_value_t = false, action = clap::ArgAction::Set, value_parser = parse_bool)]
+    #[arg(long, env = "S3_FORCE_PATH_STYLE", value_name = "S3_FORCE_PATH_STYLE", default_value_t = false, action = clap::ArgAction::Set, value_parser = parse_bool)]
     pub s3_force_path_style: bool,
 
     /// `s3` or `r2`.
@@ -103,7 +118,12 @@ pub struct StorageArgs {
     pub storage_provider: Provider,
 
     /// Prefix of every object key the broker creates.
-    #[arg(long, env = "S3_KEY_PREFIX", default_value = "uploads/")]
+    #[arg(
+        long,
+        env = "S3_KEY_PREFIX",
+        value_name = "S3_KEY_PREFIX",
+        default_value = "uploads/"
+    )]
     pub s3_key_prefix: String,
 
     /// Page size for ListParts (at most 1000; smaller only for testing paging).
@@ -126,54 +146,78 @@ pub struct ServeArgs {
     pub storage: StorageArgs,
 
     /// Address to serve on.
-    #[arg(long, env = "BROKER_LISTEN", default_value = "127.0.0.1:8080")]
+    #[arg(
+        long,
+        env = "BROKER_LISTEN",
+        value_name = "BROKER_LISTEN",
+        default_value = "127.0.0.1:8080"
+    )]
     pub listen: SocketAddr,
 
     /// Comma-separated `tenant:key` pairs; each key is a bearer credential of its tenant.
-    #[arg(long, env = "BROKER_API_KEYS", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "BROKER_API_KEYS",
+        value_name = "BROKER_API_KEYS",
+        hide_env_values = true
+    )]
     pub api_keys: Option<String>,
 
     /// Secret (at least 32 bytes) that resume tokens are derived from; the same on
     /// every instance. When unset, a key file is used (BROKER_TOKEN_SECRET_FILE).
-    #[arg(long, env = "BROKER_TOKEN_SECRET", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "BROKER_TOKEN_SECRET",
+        value_name = "BROKER_TOKEN_SECRET",
+        hide_env_values = true
+    )]
     pub token_secret: Option<String>,
 
     /// File holding the token secret, created with a random secret if missing.
     /// Default: $STATE_DIRECTORY, $XDG_STATE_HOME/upload-broker or
     /// ~/.local/state/upload-broker, file `token-secret`.
-    #[arg(long, env = "BROKER_TOKEN_SECRET_FILE")]
+    #[arg(
+        long,
+        env = "BROKER_TOKEN_SECRET_FILE",
+        value_name = "BROKER_TOKEN_SECRET_FILE"
+    )]
     pub token_secret_file: Option<std::path::PathBuf>,
 
     /// Comma-separated origins allowed to call the API from a browser (`*` for any).
-    #[arg(long, env = "BROKER_CORS_ORIGINS")]
+    #[arg(long, env = "BROKER_CORS_ORIGINS", value_name = "BROKER_CORS_ORIGINS")]
     pub cors_origins: Option<String>,
 
     /// Part size when the client gives none (raised as needed to stay within 10,000 parts).
-    #[arg(long, env = "DEFAULT_PART_SIZE", default_value = "16MiB", value_parser = parse_size)]
+    #[arg(long, env = "DEFAULT_PART_SIZE", value_name = "DEFAULT_PART_SIZE", default_value = "16MiB", value_parser = parse_size)]
     pub default_part_size: u64,
 
     /// Life of an upload and its resume token (`7d`, `12h`, `30s`…).
-    #[arg(long, env = "UPLOAD_TTL", default_value = "7d", value_parser = parse_duration)]
+    #[arg(long, env = "UPLOAD_TTL", value_name = "UPLOAD_TTL", default_value = "7d", value_parser = parse_duration)]
     pub upload_ttl: Duration,
 
     /// Largest `size` accepted.
-    #[arg(long, env = "MAX_UPLOAD_SIZE", default_value = "5TiB", value_parser = parse_size)]
+    #[arg(long, env = "MAX_UPLOAD_SIZE", value_name = "MAX_UPLOAD_SIZE", default_value = "5TiB", value_parser = parse_size)]
     pub max_upload_size: u64,
 
     /// Life of a presigned part URL (at most 7d).
-    #[arg(long, env = "PART_URL_TTL", default_value = "1h", value_parser = parse_duration)]
+    #[arg(long, env = "PART_URL_TTL", value_name = "PART_URL_TTL", default_value = "1h", value_parser = parse_duration)]
     pub part_url_ttl: Duration,
 
     /// How many part URLs create and resume sign up front.
-    #[arg(long, env = "BROKER_SIGN_WINDOW", default_value_t = 100)]
+    #[arg(
+        long,
+        env = "BROKER_SIGN_WINDOW",
+        value_name = "BROKER_SIGN_WINDOW",
+        default_value_t = 100
+    )]
     pub sign_window: u32,
 
     /// Largest request body accepted.
-    #[arg(long, env = "BROKER_BODY_LIMIT", default_value = "2MiB", value_parser = parse_size)]
+    #[arg(long, env = "BROKER_BODY_LIMIT", value_name = "BROKER_BODY_LIMIT", default_value = "2MiB", value_parser = parse_size)]
     pub body_limit: u64,
 
     /// How long a shutdown waits for requests in flight.
-    #[arg(long, env = "BROKER_SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    #[arg(long, env = "BROKER_SHUTDOWN_TIMEOUT", value_name = "BROKER_SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,
 
     /// Do not apply pending database migrations at start-up.

@@ -1,0 +1,317 @@
+//! The binary: configuration errors, help, migrate, serve with graceful
+//! shutdown, and logs that never hold a secret.
+
+mod common;
+
+use common::*;
+use serde_json::{json, Value};
+use std::io::Read;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_upload-broker");
+
+fn broker() -> Command {
+    let mut c = Command::new(BIN);
+    // Start from a clean slate: only what each test sets.
+    for (k, _) in std::env::vars() {
+        if k.starts_with("S3_")
+            || k.starts_with("BROKER_")
+            || k == "DATABASE_URL"
+            || k.ends_with("_TTL")
+        {
+            c.env_remove(k);
+        }
+    }
+    c
+}
+
+fn run(c: &mut Command) -> (i32, String, String) {
+    let out = c.output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn bad_configuration_is_one_line_naming_the_variable_and_exit_2() {
+    let db = "postgres://postgres@127.0.0.1:5432/postgres";
+    let cases: Vec<(Vec<(&str, &str)>, &str)> = vec![
+        (vec![], "DATABASE_URL"),
+        (vec![("DATABASE_URL", db)], "S3_BUCKET"),
+        (
+            vec![
+                ("DATABASE_URL", db),
+                ("S3_BUCKET", "b"),
+                ("UPLOAD_TTL", "forever"),
+            ],
+            "UPLOAD_TTL",
+        ),
+        (
+            vec![
+                ("DATABASE_URL", db),
+                ("S3_BUCKET", "b"),
+                ("PART_URL_TTL", "8d"),
+            ],
+            "PART_URL_TTL",
+        ),
+        (
+            vec![
+                ("DATABASE_URL", db),
+                ("S3_BUCKET", "b"),
+                ("DEFAULT_PART_SIZE", "1MiB"),
+            ],
+            "DEFAULT_PART_SIZE",
+        ),
+        (
+            vec![
+                ("DATABASE_URL", db),
+                ("S3_BUCKET", "b"),
+                ("MAX_UPLOAD_SIZE", "lots"),
+            ],
+            "MAX_UPLOAD_SIZE",
+        ),
+        (
+            vec![
+                ("DATABASE_URL", db),
+                ("S3_BUCKET", "b"),
+                ("BROKER_API_KEYS", "no-colon"),
+            ],
+            "BROKER_API_KEYS",
+        ),
+        (
+            vec![
+                ("DATABASE_URL", db),
+                ("S3_BUCKET", "b"),
+                ("BROKER_TOKEN_SECRET", "short"),
+            ],
+            "BROKER_TOKEN_SECRET",
+        ),
+        (
+            vec![
+                ("DATABASE_URL", db),
+                ("S3_BUCKET", "b"),
+                ("BROKER_LISTEN", "nowhere"),
+            ],
+            "BROKER_LISTEN",
+        ),
+        (
+            vec![
+                ("DATABASE_URL", db),
+                ("S3_BUCKET", "b"),
+                ("STORAGE_PROVIDER", "gcs"),
+            ],
+            "STORAGE_PROVIDER",
+        ),
+        (
+            vec![
+                ("DATABASE_URL", db),
+                ("S3_BUCKET", "b"),
+                ("S3_ENDPOINT", "localhost:4566"),
+            ],
+            "S3_ENDPOINT",
+        ),
+    ];
+    for (env, variable) in cases {
+        let mut c = broker();
+        c.arg("serve").envs(env.iter().copied());
+        let (code, _, err) = run(&mut c);
+        assert_eq!(code, 2, "{variable}: {err}");
+        let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+        assert_eq!(lines.len(), 1, "one line for {variable}: {err}");
+        assert!(lines[0].contains(variable), "{variable} named in: {err}");
+    }
+}
+
+#[test]
+fn help_documents_every_option_and_its_variable() {
+    let (code, out, _) = run(broker().args(["serve", "--help"]));
+    assert_eq!(code, 0);
+    for var in [
+        "DATABASE_URL",
+        "BROKER_LISTEN",
+        "BROKER_API_KEYS",
+        "S3_BUCKET",
+        "S3_REGION",
+        "S3_ENDPOINT",
+        "S3_FORCE_PATH_STYLE",
+        "STORAGE_PROVIDER",
+        "S3_KEY_PREFIX",
+        "BROKER_CORS_ORIGINS",
+        "DEFAULT_PART_SIZE",
+        "UPLOAD_TTL",
+        "MAX_UPLOAD_SIZE",
+        "PART_URL_TTL",
+        "BROKER_TOKEN_SECRET",
+        "BROKER_SIGN_WINDOW",
+    ] {
+        assert!(out.contains(&format!("env: {var}")), "--help names {var}");
+    }
+    let (code, out, _) = run(broker().arg("--help"));
+    assert_eq!(code, 0);
+    assert!(out.contains("serve") && out.contains("migrate"));
+}
+
+fn test_database_url() -> String {
+    std::env::var("DATABASE_URL")
+        .expect("DATABASE_URL is not set: run the suite with scripts/test.sh")
+}
+
+/// A database of its own for the binary (the binary migrates it).
+async fn fresh_database() -> String {
+    let base = test_database_url();
+    let name = format!("ub_cli_{}", uuid::Uuid::new_v4().simple());
+    let admin = sqlx::PgPool::connect(&base)
+        .await
+        .expect("Postgres is reachable (scripts/test.sh starts it)");
+    sqlx::query(&format!("create database {name}"))
+        .execute(&admin)
+        .await
+        .unwrap();
+    let mut url = reqwest::Url::parse(&base).unwrap();
+    url.set_path(&name);
+    url.to_string()
+}
+
+#[tokio::test]
+async fn migrate_then_serve_then_stop_on_sigterm_with_clean_logs() {
+    let db = fresh_database().await;
+    let (code, _, err) = run(broker().arg("migrate").env("DATABASE_URL", &db));
+    assert_eq!(code, 0, "{err}");
+
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let state_dir = std::env::temp_dir().join(format!("ub-state-{}", uuid::Uuid::new_v4()));
+    let api_key = "cli-secret-api-key-0123456789";
+    let mut child = broker()
+        .arg("serve")
+        .env("DATABASE_URL", &db)
+        .env("S3_BUCKET", bucket())
+        .env("S3_ENDPOINT", endpoint())
+        .env("S3_FORCE_PATH_STYLE", "true")
+        .env("S3_KEY_PREFIX", format!("cli-{}/", uuid::Uuid::new_v4()))
+        .env("BROKER_LISTEN", format!("127.0.0.1:{port}"))
+        .env("BROKER_API_KEYS", format!("acme:{api_key}"))
+        .env("STATE_DIRECTORY", &state_dir)
+        .env("RUST_LOG", "debug")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Drain the logs as they come, or a full pipe would block the broker.
+    let mut stderr = child.stderr.take().unwrap();
+    let log_reader = std::thread::spawn(move || {
+        let mut logs = String::new();
+        stderr.read_to_string(&mut logs).unwrap();
+        logs
+    });
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if http.get(format!("{base}/nope")).send().await.is_ok() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the broker did not start listening"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let res = http
+        .post(format!("{base}/v1/uploads"))
+        .bearer_auth(api_key)
+        .json(&json!({"filename": "cli.bin", "size": 4}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let c: Value = res.json().await.unwrap();
+    let url = c["parts"][0]["url"].as_str().unwrap().to_string();
+    assert!(http
+        .put(&url)
+        .body("data")
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .is_success());
+    let t = token(&c);
+    let res = http
+        .post(format!("{base}/v1/uploads/{t}/complete"))
+        .bearer_auth(api_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    // A failing request too (its log line must not leak either).
+    let res = http
+        .get(format!("{base}/v1/uploads/{t}x"))
+        .bearer_auth(api_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 404);
+    // The key file made the token durable: it is there, private.
+    let meta = std::fs::metadata(state_dir.join("token-secret")).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    }
+
+    // SIGTERM: drains and exits 0.
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "no exit after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status}");
+    let logs = log_reader.join().unwrap();
+
+    assert!(
+        logs.contains("upload created") && logs.contains("upload completed"),
+        "{logs}"
+    );
+    assert!(
+        logs.contains(c["id"].as_str().unwrap()),
+        "upload id in the logs"
+    );
+    assert!(
+        logs.contains("/v1/uploads/{token}"),
+        "route templates in the logs"
+    );
+    let sig = reqwest::Url::parse(&url)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "X-Amz-Signature")
+        .unwrap()
+        .1
+        .to_string();
+    for (what, secret) in [
+        ("resume token", t.as_str()),
+        ("API key", api_key),
+        ("URL signature", sig.as_str()),
+        ("presigned URL", url.as_str()),
+        ("credential", "X-Amz-Credential"),
+    ] {
+        assert!(!logs.contains(secret), "the logs hold a {what}");
+    }
+    let _ = std::fs::remove_dir_all(state_dir);
+}
