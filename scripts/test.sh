@@ -23,4 +23,4 @@ export BROKER_CORS_ORIGINS="http://app.example"
 AWS_ENDPOINT_URL="$S3_ENDPOINT" "$LS_VENV/bin/python" localstack/init/ready.d/10-create-bucket.py >&2
 
 log "Running cargo test (Postgres: $DATABASE_URL, S3: $S3_ENDPOINT)"
-cargo test --locked --all-targets "$@"
+cargo test --locked "$@"

@@ -1,0 +1,64 @@
+//! Time to presign UploadPart URLs, the broker's hot path (no network: presigning
+//! is local computation). Run: `cargo bench --bench presign`.
+
+use std::time::{Duration, Instant, SystemTime};
+use upload_broker::config::{Provider, StorageConfig};
+use upload_broker::domain::object_key::ObjectKey;
+use upload_broker::domain::part_plan::PartNumber;
+use upload_broker::storage::Storage;
+
+fn main() {
+    std::env::set_var("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE");
+    std::env::set_var(
+        "AWS_SECRET_ACCESS_KEY",
+        "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+    );
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let storage = Storage::connect(&StorageConfig {
+            bucket: "bench-bucket".into(),
+            region: "us-east-1".into(),
+            endpoint: Some("https://s3.example.com".into()),
+            force_path_style: true,
+            provider: Provider::S3,
+            key_prefix: "uploads/".into(),
+            list_parts_page_size: 1000,
+        })
+        .await;
+        let key = ObjectKey::from_stored("uploads/2026/11/21/0b9c6f1e-0000-0000-0000-000000000000/movie.mp4".into());
+        let upload_id = "x".repeat(128);
+        let start = SystemTime::now();
+        // Warm-up (credential resolution, lazy statics).
+        for n in 1..=100 {
+            storage
+                .presign_upload_part(&key, &upload_id, PartNumber::new(n).unwrap(), start, Duration::from_secs(3600))
+                .await
+                .unwrap();
+        }
+        let mut runs = Vec::new();
+        for _ in 0..20 {
+            let t = Instant::now();
+            for n in 1..=1000 {
+                let p = storage
+                    .presign_upload_part(&key, &upload_id, PartNumber::new(n).unwrap(), start, Duration::from_secs(3600))
+                    .await
+                    .unwrap();
+                std::hint::black_box(p);
+            }
+            runs.push(t.elapsed());
+        }
+        runs.sort();
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        println!(
+            "presign 1000 UploadPart URLs: median {:.2} ms ({:.1} µs/URL), min {:.2} ms, max {:.2} ms over {} runs",
+            ms(runs[runs.len() / 2]),
+            ms(runs[runs.len() / 2]) * 1000.0 / 1000.0,
+            ms(runs[0]),
+            ms(runs[runs.len() - 1]),
+            runs.len()
+        );
+    });
+}
