@@ -201,7 +201,9 @@ impl Broker {
     fn require_active(upload: &Upload) -> Result<(), ApiError> {
         match upload.status {
             UploadStatus::Active => Ok(()),
-            UploadStatus::Expired => Err(ApiError::Expired(EXPIRED_MESSAGE)),
+            UploadStatus::Expired | UploadStatus::Expiring => {
+                Err(ApiError::Expired(EXPIRED_MESSAGE))
+            }
             other => Err(ApiError::NotActive(other)),
         }
     }
@@ -306,7 +308,9 @@ impl Broker {
                 }
             }
             UploadStatus::Completed => Ok(Self::finished(upload)),
-            UploadStatus::Aborted | UploadStatus::Expired => Ok(Self::reconciled(upload, &[])),
+            UploadStatus::Aborted | UploadStatus::Expired | UploadStatus::Expiring => {
+                Ok(Self::reconciled(upload, &[]))
+            }
         }
     }
 
@@ -407,7 +411,9 @@ impl Broker {
             match upload.status {
                 UploadStatus::Completed => return Ok(upload),
                 UploadStatus::Aborted => return Err(ApiError::NotActive(UploadStatus::Aborted)),
-                UploadStatus::Expired => return Err(ApiError::Expired(EXPIRED_MESSAGE)),
+                UploadStatus::Expired | UploadStatus::Expiring => {
+                    return Err(ApiError::Expired(EXPIRED_MESSAGE))
+                }
                 UploadStatus::Completing if upload.lease_until.is_some_and(|l| l > Self::now()) => {
                     // Someone else is completing it: wait for their outcome.
                     if tokio::time::Instant::now() >= deadline {
@@ -512,6 +518,7 @@ impl Broker {
                 let done = db::finish_completion(
                     &self.inner.db,
                     upload.id,
+                    UploadStatus::Completing,
                     &etag,
                     &r.uploaded,
                     Self::now(),
@@ -551,6 +558,7 @@ impl Broker {
                 return db::finish_completion(
                     &self.inner.db,
                     upload.id,
+                    UploadStatus::Completing,
                     &obj.etag,
                     &parts,
                     Self::now(),
@@ -577,7 +585,9 @@ impl Broker {
                 UploadStatus::Completed | UploadStatus::Completing => {
                     return Err(ApiError::NotActive(upload.status))
                 }
-                UploadStatus::Expired => return Err(ApiError::Expired(EXPIRED_MESSAGE)),
+                UploadStatus::Expired | UploadStatus::Expiring => {
+                    return Err(ApiError::Expired(EXPIRED_MESSAGE))
+                }
                 UploadStatus::Aborted => {
                     // Repeat the provider call: an earlier one may have failed.
                     self.inner

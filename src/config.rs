@@ -136,6 +136,59 @@ pub struct StorageArgs {
     pub s3_list_parts_page_size: i32,
 }
 
+/// How the sweep works (serve's periodic sweep and the `sweep` command).
+#[derive(Debug, Clone, Args)]
+pub struct SweepTuning {
+    /// Finished records (completed, aborted, expired) older than this are deleted.
+    #[arg(long, env = "RETENTION", value_name = "RETENTION", default_value = "30d", value_parser = parse_duration)]
+    pub retention: Duration,
+
+    /// Uploads the sweep claims per batch.
+    #[arg(long, env = "SWEEP_BATCH_SIZE", value_name = "SWEEP_BATCH_SIZE", default_value_t = 100,
+          value_parser = clap::value_parser!(i64).range(1..=10_000))]
+    pub sweep_batch_size: i64,
+}
+
+impl SweepTuning {
+    pub fn settings(&self, key_prefix: &str) -> crate::sweep::SweepSettings {
+        crate::sweep::SweepSettings {
+            batch_size: self.sweep_batch_size,
+            lease: Duration::from_secs(600),
+            retention: self.retention,
+            key_prefix: key_prefix.to_string(),
+        }
+    }
+}
+
+/// Everything `sweep` needs.
+#[derive(Debug, Clone, Args)]
+pub struct SweepArgs {
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+
+    #[command(flatten)]
+    pub storage: StorageArgs,
+
+    #[command(flatten)]
+    pub tuning: SweepTuning,
+
+    /// Print what would be done and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Print the summary as JSON (on stdout).
+    #[arg(long)]
+    pub json: bool,
+
+    /// Also abort provider uploads under the key prefix that the database does not know.
+    #[arg(long)]
+    pub orphans: bool,
+
+    /// With --orphans: only uploads initiated longer ago than this.
+    #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = parse_duration)]
+    pub older_than: Duration,
+}
+
 /// Everything `serve` needs.
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
@@ -144,6 +197,13 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub storage: StorageArgs,
+
+    #[command(flatten)]
+    pub sweep: SweepTuning,
+
+    /// How often `serve` sweeps (with ±10% jitter); 0 turns the periodic sweep off.
+    #[arg(long, env = "SWEEP_INTERVAL", value_name = "SWEEP_INTERVAL", default_value = "5m", value_parser = parse_duration)]
+    pub sweep_interval: Duration,
 
     /// Address to serve on.
     #[arg(
@@ -262,6 +322,9 @@ pub struct Config {
     pub body_limit: usize,
     pub shutdown_timeout: Duration,
     pub migrate: bool,
+    /// Zero: no periodic sweep.
+    pub sweep_interval: Duration,
+    pub sweep: crate::sweep::SweepSettings,
 }
 
 impl StorageArgs {
@@ -355,7 +418,6 @@ impl ServeArgs {
         Ok(Config {
             database_url,
             database_max_connections: self.database.database_max_connections.max(1),
-            storage,
             listen: self.listen,
             api_keys,
             token_secret: self.token_secret.clone().map(Secret::new),
@@ -371,6 +433,9 @@ impl ServeArgs {
             body_limit: usize::try_from(self.body_limit).unwrap_or(usize::MAX),
             shutdown_timeout: self.shutdown_timeout,
             migrate: !self.no_migrate,
+            sweep_interval: self.sweep_interval,
+            sweep: self.sweep.settings(&storage.key_prefix),
+            storage,
         })
     }
 }
@@ -405,6 +470,9 @@ pub fn parse_api_keys(s: &str) -> Result<Vec<ApiKey>, ConfigError> {
 
 /// `7d`, `12h`, `30s`, `1h 30m`…
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    if s.trim() == "0" {
+        return Ok(Duration::ZERO);
+    }
     humantime::parse_duration(s.trim())
         .map_err(|e| format!("expected a duration such as 7d, 12h or 30s ({e})"))
 }

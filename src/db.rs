@@ -162,8 +162,8 @@ pub async fn get_upload(db: impl PgExecutor<'_>, id: Uuid) -> Result<Option<Uplo
     one(row)
 }
 
-/// Takes the right to complete: `active → completing`, or a `completing` whose
-/// completer's lease ran out. Only unexpired uploads.
+/// Takes the right to complete: an unexpired `active` upload, or a `completing`
+/// one whose completer's lease ran out (it asked before expiry).
 pub async fn claim_completion(
     db: impl PgExecutor<'_>,
     id: Uuid,
@@ -174,8 +174,9 @@ pub async fn claim_completion(
         now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::minutes(5));
     let row = sqlx::query_as::<_, UploadRow>(&format!(
         "update uploads set status = 'completing', lease_until = $3, updated_at = now() \
-         where id = $1 and expires_at > $2 \
-           and (status = 'active' or (status = 'completing' and lease_until <= $2)) \
+         where id = $1 \
+           and ((status = 'active' and expires_at > $2) \
+                or (status = 'completing' and lease_until <= $2)) \
          returning {COLUMNS}"
     ))
     .bind(id)
@@ -186,10 +187,12 @@ pub async fn claim_completion(
     one(row)
 }
 
-/// `completing → completed`, recording the object's ETag and its parts.
+/// `from → completed` (from `completing`, or from `expiring` when the sweep
+/// finds the object was completed), recording the object's ETag and its parts.
 pub async fn finish_completion(
     db: impl PgExecutor<'_>,
     id: Uuid,
+    from: UploadStatus,
     etag: &str,
     parts: &[StoredPart],
     now: DateTime<Utc>,
@@ -205,12 +208,13 @@ pub async fn finish_completion(
     let row = sqlx::query_as::<_, UploadRow>(&format!(
         "update uploads set status = 'completed', etag = $2, completed_parts = $3, \
          completed_at = $4, lease_until = null, updated_at = now() \
-         where id = $1 and status = 'completing' returning {COLUMNS}"
+         where id = $1 and status = $5 returning {COLUMNS}"
     ))
     .bind(id)
     .bind(etag)
     .bind(sqlx::types::Json(parts))
     .bind(now)
+    .bind(from.as_str())
     .fetch_optional(db)
     .await?;
     one(row)
@@ -269,4 +273,142 @@ pub async fn delete_upload(db: impl PgExecutor<'_>, id: Uuid) -> Result<(), DbEr
 pub async fn ping(db: impl PgExecutor<'_>) -> Result<(), DbError> {
     sqlx::query("select 1").execute(db).await?;
     Ok(())
+}
+
+// ------------------------------------------------------------------ sweep
+
+/// Claims up to `limit` uploads to expire: `active` past expiry, and `expiring`
+/// or `completing` rows past expiry whose claimer's lease ran out (a sweep or a
+/// completer that died). Rows locked by another sweeper are skipped, so
+/// concurrent sweeps never work on the same upload. Returns each upload with
+/// the status it had before the claim.
+pub async fn claim_expired(
+    db: impl PgExecutor<'_>,
+    now: DateTime<Utc>,
+    lease: Duration,
+    limit: i64,
+) -> Result<Vec<(Upload, UploadStatus)>, DbError> {
+    let lease_until =
+        now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::minutes(5));
+    let cols = COLUMNS
+        .split(", ")
+        .map(|c| format!("u.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let rows = sqlx::query_as::<_, ClaimedRow>(&format!(
+        "with c as ( \
+           select id, status as prev_status from uploads \
+           where expires_at <= $1 \
+             and (status = 'active' \
+                  or (status in ('expiring', 'completing') and lease_until <= $1)) \
+           order by expires_at \
+           limit $3 \
+           for update skip locked) \
+         update uploads u set status = 'expiring', lease_until = $2, updated_at = now() \
+         from c where u.id = c.id \
+         returning {cols}, c.prev_status"
+    ))
+    .bind(now)
+    .bind(lease_until)
+    .bind(limit)
+    .fetch_all(db)
+    .await?;
+    rows.into_iter()
+        .map(|r| {
+            let prev = UploadStatus::parse(&r.prev_status).ok_or(DbError::Corrupt {
+                id: r.row.id,
+                what: "status",
+            })?;
+            Ok((Upload::try_from(r.row)?, prev))
+        })
+        .collect()
+}
+
+#[derive(sqlx::FromRow)]
+struct ClaimedRow {
+    #[sqlx(flatten)]
+    row: UploadRow,
+    prev_status: String,
+}
+
+/// What a sweep would claim now, without claiming it (dry runs).
+pub async fn list_expired(
+    db: impl PgExecutor<'_>,
+    now: DateTime<Utc>,
+    limit: i64,
+) -> Result<Vec<Upload>, DbError> {
+    let rows = sqlx::query_as::<_, UploadRow>(&format!(
+        "select {COLUMNS} from uploads \
+         where expires_at <= $1 \
+           and (status = 'active' or (status in ('expiring', 'completing') and lease_until <= $1)) \
+         order by expires_at limit $2"
+    ))
+    .bind(now)
+    .bind(limit)
+    .fetch_all(db)
+    .await?;
+    rows.into_iter().map(Upload::try_from).collect()
+}
+
+/// `expiring → expired`, once the provider no longer has the upload.
+pub async fn finish_expired(db: impl PgExecutor<'_>, id: Uuid) -> Result<bool, DbError> {
+    let r = sqlx::query(
+        "update uploads set status = 'expired', lease_until = null, updated_at = now() \
+         where id = $1 and status = 'expiring'",
+    )
+    .bind(id)
+    .execute(db)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+/// Deletes up to `limit` finished rows (completed, aborted, expired) last
+/// changed before `cutoff`.
+pub async fn delete_finished(
+    db: impl PgExecutor<'_>,
+    cutoff: DateTime<Utc>,
+    limit: i64,
+) -> Result<u64, DbError> {
+    let r = sqlx::query(
+        "delete from uploads where id in ( \
+           select id from uploads \
+           where status in ('completed', 'aborted', 'expired') and updated_at < $1 \
+           limit $2 for update skip locked)",
+    )
+    .bind(cutoff)
+    .bind(limit)
+    .execute(db)
+    .await?;
+    Ok(r.rows_affected())
+}
+
+/// How many finished rows a retention pass would delete (dry runs).
+pub async fn count_finished(
+    db: impl PgExecutor<'_>,
+    cutoff: DateTime<Utc>,
+) -> Result<u64, DbError> {
+    let n: i64 = sqlx::query_scalar(
+        "select count(*) from uploads \
+         where status in ('completed', 'aborted', 'expired') and updated_at < $1",
+    )
+    .bind(cutoff)
+    .fetch_one(db)
+    .await?;
+    Ok(n as u64)
+}
+
+/// Which of these provider upload ids the broker has a record of.
+pub async fn known_provider_upload_ids(
+    db: impl PgExecutor<'_>,
+    bucket: &str,
+    ids: &[String],
+) -> Result<std::collections::HashSet<String>, DbError> {
+    let rows: Vec<String> = sqlx::query_scalar(
+        "select provider_upload_id from uploads where bucket = $1 and provider_upload_id = any($2)",
+    )
+    .bind(bucket)
+    .bind(ids)
+    .fetch_all(db)
+    .await?;
+    Ok(rows.into_iter().collect())
 }

@@ -12,4 +12,5 @@ pub mod http;
 pub mod secret_file;
 pub mod startup;
 pub mod storage;
+pub mod sweep;
 pub mod telemetry;

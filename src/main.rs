@@ -1,7 +1,9 @@
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
-use upload_broker::config::{ConfigError, DatabaseArgs, ServeArgs};
+use upload_broker::config::{ConfigError, DatabaseArgs, ServeArgs, SweepArgs};
 use upload_broker::domain::token::TokenKey;
+use upload_broker::storage::Storage;
+use upload_broker::sweep::{RunOptions, Sweeper};
 use upload_broker::{db, secret_file, startup, telemetry};
 
 /// Resumable, direct-to-storage multipart uploads to S3 and Cloudflare R2.
@@ -21,6 +23,11 @@ enum Command {
     Serve(Box<ServeArgs>),
     /// Apply pending database migrations and exit.
     Migrate(DatabaseArgs),
+    /// Abort expired uploads at the provider, delete old finished records, and
+    /// with --orphans abort provider uploads the database does not know. Prints a
+    /// summary; exits 1 if anything failed (safe to re-run: it finishes what a
+    /// crashed run left).
+    Sweep(Box<SweepArgs>),
 }
 
 fn main() -> ExitCode {
@@ -65,6 +72,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Serve(args) => rt.block_on(serve(*args)),
         Command::Migrate(args) => rt.block_on(migrate(args)),
+        Command::Sweep(args) => rt.block_on(sweep(*args)),
     }
 }
 
@@ -169,6 +177,53 @@ async fn serve(args: ServeArgs) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: server failed: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn sweep(args: SweepArgs) -> ExitCode {
+    let url = match args.database.url() {
+        Ok(u) => u,
+        Err(e) => return config_error(e),
+    };
+    let storage_cfg = match args.storage.check() {
+        Ok(c) => c,
+        Err(e) => return config_error(e),
+    };
+    let pool = match db::pool(url.expose(), 4) {
+        Ok(p) => p,
+        Err(e) => {
+            return config_error(ConfigError {
+                variable: "DATABASE_URL",
+                message: format!("is not a valid connection string ({e})"),
+            })
+        }
+    };
+    let storage = Storage::connect(&storage_cfg).await;
+    let sweeper = Sweeper::new(pool, storage, args.tuning.settings(&storage_cfg.key_prefix));
+    let opts = RunOptions {
+        dry_run: args.dry_run,
+        orphans_older_than: args.orphans.then_some(args.older_than),
+    };
+    match sweeper.run(chrono::Utc::now, &opts).await {
+        Ok(report) => {
+            if args.json {
+                println!(
+                    "{}",
+                    serde_json::to_string(&report).expect("a report serializes")
+                );
+            } else {
+                println!("{}", report.summary());
+            }
+            if report.ok() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("error: sweep failed: {e}");
             ExitCode::FAILURE
         }
     }

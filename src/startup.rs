@@ -6,6 +6,7 @@ use crate::domain::token::TokenKey;
 use crate::http::auth::Credentials;
 use crate::http::{self as api, AppState, HttpSettings};
 use crate::storage::Storage;
+use crate::sweep::Sweeper;
 use sqlx::PgPool;
 use std::future::{Future, IntoFuture};
 use std::sync::Arc;
@@ -19,12 +20,19 @@ pub struct Application {
     listener: TcpListener,
     router: axum::Router,
     shutdown_timeout: Duration,
+    sweeper: Option<(Sweeper, Duration)>,
 }
 
 impl Application {
     /// Binds the listener (port 0 picks a free one) and builds the router.
     pub async fn build(config: &Config, pool: PgPool, tokens: TokenKey) -> std::io::Result<Self> {
         let storage = Storage::connect(&config.storage).await;
+        let sweeper = (!config.sweep_interval.is_zero()).then(|| {
+            (
+                Sweeper::new(pool.clone(), storage.clone(), config.sweep.clone()),
+                config.sweep_interval,
+            )
+        });
         let broker = Broker::new(
             pool,
             storage,
@@ -58,6 +66,7 @@ impl Application {
             listener,
             router,
             shutdown_timeout: config.shutdown_timeout,
+            sweeper,
         })
     }
 
@@ -80,11 +89,18 @@ impl Application {
             let _ = rx.wait_for(|stop| *stop).await;
         });
         let mut server = tokio::spawn(serve.into_future());
+        // The periodic sweep; dropping it mid-batch is safe (claims are leased).
+        let sweep = self
+            .sweeper
+            .map(|(s, every)| tokio::spawn(crate::sweep::periodic(s, every)));
         tokio::select! {
             joined = &mut server => return joined.map_err(std::io::Error::other)?,
             _ = shutdown => {}
         }
         let _ = tx.send(true);
+        if let Some(s) = sweep {
+            s.abort();
+        }
         match tokio::time::timeout(self.shutdown_timeout, server).await {
             Ok(joined) => joined.map_err(std::io::Error::other)?,
             Err(_) => {

@@ -115,6 +115,14 @@ pub struct ObjectInfo {
     pub etag: String,
 }
 
+/// A multipart upload in progress, as ListMultipartUploads reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InProgressUpload {
+    pub key: ObjectKey,
+    pub upload_id: String,
+    pub initiated: Option<chrono::DateTime<chrono::Utc>>,
+}
+
 /// The bucket the broker writes to.
 #[derive(Clone, Debug)]
 pub struct Storage {
@@ -343,6 +351,64 @@ impl Storage {
             Err(StorageError::NoSuchUpload) => Ok(AbortOutcome::AlreadyGone),
             Err(e) => Err(e),
         }
+    }
+
+    /// Every multipart upload in progress under `prefix`, following all pages.
+    #[tracing::instrument(name = "storage.list_multipart_uploads", skip_all, fields(pages))]
+    pub async fn list_multipart_uploads(
+        &self,
+        prefix: &str,
+    ) -> Result<Vec<InProgressUpload>, StorageError> {
+        let mut out = Vec::new();
+        let (mut key_marker, mut id_marker): (Option<String>, Option<String>) = (None, None);
+        let mut pages = 0u32;
+        loop {
+            let page = self
+                .client
+                .list_multipart_uploads()
+                .bucket(&self.bucket)
+                .prefix(prefix)
+                .set_key_marker(key_marker.take())
+                .set_upload_id_marker(id_marker.take())
+                .send()
+                .await
+                .map_err(|e| StorageError::from_sdk("ListMultipartUploads", e))?;
+            pages += 1;
+            for u in page.uploads() {
+                let (Some(key), Some(id)) = (u.key(), u.upload_id()) else {
+                    continue;
+                };
+                out.push(InProgressUpload {
+                    key: ObjectKey::from_stored(key.to_string()),
+                    upload_id: id.to_string(),
+                    initiated: u
+                        .initiated()
+                        .and_then(|t| chrono::DateTime::from_timestamp(t.secs(), t.subsec_nanos())),
+                });
+            }
+            if !page.is_truncated().unwrap_or(false) {
+                break;
+            }
+            let next_key = page
+                .next_key_marker()
+                .filter(|k| !k.is_empty())
+                .map(str::to_string);
+            let next_id = page
+                .next_upload_id_marker()
+                .filter(|k| !k.is_empty())
+                .map(str::to_string);
+            if next_key.is_none() && next_id.is_none() {
+                return Err(StorageError::Provider {
+                    operation: "ListMultipartUploads",
+                    code: "BadPagination".into(),
+                    message: "a truncated page without a next marker".into(),
+                });
+            }
+            key_marker = next_key;
+            id_marker = next_id;
+        }
+        tracing::Span::current().record("pages", pages);
+        Ok(out)
     }
 
     /// The finished object at `key`, if there is one.

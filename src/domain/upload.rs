@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 /// The life of an upload.
 ///
 /// `active → completing → completed`, `completing → active` when the provider
-/// refuses, `active → aborted`, and `active → expired` (past `expiresAt`, or the
-/// provider no longer has it).
+/// refuses, `active → aborted`, `active → expiring → expired` (the sweep: past
+/// `expiresAt`), and `active → expired` (the provider no longer has it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum UploadStatus {
@@ -16,6 +16,8 @@ pub enum UploadStatus {
     Completing,
     Completed,
     Aborted,
+    /// Claimed by a sweep that is aborting it at the provider.
+    Expiring,
     Expired,
 }
 
@@ -26,6 +28,7 @@ impl UploadStatus {
             Self::Completing => "completing",
             Self::Completed => "completed",
             Self::Aborted => "aborted",
+            Self::Expiring => "expiring",
             Self::Expired => "expired",
         }
     }
@@ -36,14 +39,10 @@ impl UploadStatus {
             "completing" => Self::Completing,
             "completed" => Self::Completed,
             "aborted" => Self::Aborted,
+            "expiring" => Self::Expiring,
             "expired" => Self::Expired,
             _ => return None,
         })
-    }
-
-    /// Expiry applies to every upload that is not completed.
-    pub fn can_expire(self) -> bool {
-        !matches!(self, Self::Completed)
     }
 }
 
@@ -201,6 +200,7 @@ mod tests {
             UploadStatus::Completing,
             UploadStatus::Completed,
             UploadStatus::Aborted,
+            UploadStatus::Expiring,
             UploadStatus::Expired,
         ] {
             assert_eq!(UploadStatus::parse(s.as_str()), Some(s));
@@ -239,8 +239,13 @@ pub struct Upload {
 }
 
 impl Upload {
-    /// Past its expiry and not completed.
+    /// Past its expiry. A completed upload never expires, and one being
+    /// completed is left to its completer (the sweep takes over if it dies).
     pub fn is_expired(&self, now: chrono::DateTime<chrono::Utc>) -> bool {
-        self.status == UploadStatus::Expired || (self.status.can_expire() && now >= self.expires_at)
+        match self.status {
+            UploadStatus::Expiring | UploadStatus::Expired => true,
+            UploadStatus::Active | UploadStatus::Aborted => now >= self.expires_at,
+            UploadStatus::Completing | UploadStatus::Completed => false,
+        }
     }
 }

@@ -43,6 +43,7 @@ pub struct Options {
     pub max_upload_size: u64,
     pub body_limit: usize,
     pub cors_origins: Vec<String>,
+    pub sweep_interval: Duration,
 }
 
 impl Default for Options {
@@ -57,6 +58,7 @@ impl Default for Options {
             max_upload_size: PlanLimits::default().max_upload_size,
             body_limit: 2 * MIB,
             cors_origins: vec!["http://app.example".into()],
+            sweep_interval: Duration::ZERO,
         }
     }
 }
@@ -82,7 +84,7 @@ pub fn test_config(opts: &Options) -> Config {
             endpoint: Some(opts.endpoint.clone().unwrap_or_else(endpoint)),
             force_path_style: true,
             provider: Provider::S3,
-            key_prefix: prefix,
+            key_prefix: prefix.clone(),
             list_parts_page_size: opts.list_parts_page_size,
         },
         listen: "127.0.0.1:0".parse().unwrap(),
@@ -100,6 +102,13 @@ pub fn test_config(opts: &Options) -> Config {
         body_limit: opts.body_limit,
         shutdown_timeout: Duration::from_secs(5),
         migrate: false,
+        sweep_interval: opts.sweep_interval,
+        sweep: upload_broker::sweep::SweepSettings {
+            batch_size: 100,
+            lease: Duration::from_secs(600),
+            retention: Duration::from_secs(30 * 86400),
+            key_prefix: prefix.clone(),
+        },
     }
 }
 
@@ -130,6 +139,24 @@ async fn check_localstack() {
 }
 
 impl TestApp {
+    /// A sweeper over this app's database, bucket and prefix.
+    pub async fn sweeper(&self, batch_size: i64) -> upload_broker::sweep::Sweeper {
+        let storage = Storage::connect(&self.config.storage).await;
+        let mut settings = self.config.sweep.clone();
+        settings.batch_size = batch_size;
+        upload_broker::sweep::Sweeper::new(self.pool.clone(), storage, settings)
+    }
+
+    /// Moves an upload's expiry into the past, as if its TTL had run out.
+    pub async fn expire_now(&self, created: &Value) {
+        let id: uuid::Uuid = created["id"].as_str().unwrap().parse().unwrap();
+        sqlx::query("update uploads set expires_at = now() - interval '1 minute' where id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .unwrap();
+    }
+
     pub async fn spawn(pool: PgPool) -> Self {
         Self::spawn_with(pool, Options::default()).await
     }

@@ -1,0 +1,345 @@
+//! The sweep: aborts expired uploads at the provider, finishes what a crashed
+//! sweep or completer left, deletes old finished records, and (on request)
+//! aborts orphaned provider uploads the database does not know.
+//!
+//! Database first, then storage, safe to re-run: a batch is claimed with
+//! `FOR UPDATE SKIP LOCKED` and moved to `expiring` (with a lease) before the
+//! provider is called, and only then marked `expired`. A crash anywhere leaves
+//! rows that the next run finishes; several sweepers never share an upload.
+
+use crate::db::{self, DbError};
+use crate::domain::upload::{Upload, UploadStatus};
+use crate::storage::{AbortOutcome, Storage, StorageError};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::PgPool;
+use std::time::Duration;
+
+/// How the sweep works.
+#[derive(Debug, Clone)]
+pub struct SweepSettings {
+    /// Uploads claimed per batch.
+    pub batch_size: i64,
+    /// How long a claim holds before another sweep may take the row over.
+    pub lease: Duration,
+    /// Finished records older than this are deleted.
+    pub retention: Duration,
+    /// Key prefix the orphan scan looks under.
+    pub key_prefix: String,
+}
+
+/// What one run did (or, in a dry run, would do).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SweepReport {
+    pub dry_run: bool,
+    /// Expired uploads aborted at the provider.
+    pub aborted: u64,
+    /// Expired uploads the provider no longer had.
+    pub already_gone: u64,
+    /// Uploads whose object turned out complete (a completer died after
+    /// CompleteMultipartUpload): recorded as completed, not expired.
+    pub recovered_completed: u64,
+    /// Uploads that could not be handled (left for the next run).
+    pub failed: u64,
+    /// Finished records deleted by retention.
+    pub deleted: u64,
+    /// Orphaned provider uploads found (with `--orphans`).
+    pub orphans_found: u64,
+    pub orphans_aborted: u64,
+    pub orphans_failed: u64,
+}
+
+impl SweepReport {
+    pub fn ok(&self) -> bool {
+        self.failed == 0 && self.orphans_failed == 0
+    }
+
+    fn add(&mut self, o: &SweepReport) {
+        self.aborted += o.aborted;
+        self.already_gone += o.already_gone;
+        self.recovered_completed += o.recovered_completed;
+        self.failed += o.failed;
+        self.deleted += o.deleted;
+        self.orphans_found += o.orphans_found;
+        self.orphans_aborted += o.orphans_aborted;
+        self.orphans_failed += o.orphans_failed;
+    }
+
+    /// The one-line summary.
+    pub fn summary(&self) -> String {
+        let would = if self.dry_run {
+            "dry run, nothing changed: "
+        } else {
+            ""
+        };
+        format!(
+            "sweep: {would}{} expired uploads aborted, {} already gone at the provider, {} recovered as completed, {} failed; {} finished records deleted; orphans: {} found, {} aborted, {} failed",
+            self.aborted, self.already_gone, self.recovered_completed, self.failed, self.deleted,
+            self.orphans_found, self.orphans_aborted, self.orphans_failed
+        )
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SweepError {
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+/// Options of one run.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    pub dry_run: bool,
+    /// Also scan for orphans older than this.
+    pub orphans_older_than: Option<Duration>,
+}
+
+#[derive(Clone)]
+pub struct Sweeper {
+    db: PgPool,
+    storage: Storage,
+    settings: SweepSettings,
+}
+
+impl Sweeper {
+    pub fn new(db: PgPool, storage: Storage, settings: SweepSettings) -> Self {
+        Self {
+            db,
+            storage,
+            settings,
+        }
+    }
+
+    /// One batch: claim expired uploads, abort them at the provider, record the
+    /// outcome. Returns how many were claimed and what became of them.
+    pub async fn expire_step(
+        &self,
+        now: DateTime<Utc>,
+    ) -> Result<(usize, SweepReport), SweepError> {
+        let claimed =
+            db::claim_expired(&self.db, now, self.settings.lease, self.settings.batch_size).await?;
+        let mut report = SweepReport::default();
+        for (upload, previous) in &claimed {
+            match self.expire_one(upload, *previous).await {
+                Ok(Outcome::Aborted) => report.aborted += 1,
+                Ok(Outcome::AlreadyGone) => report.already_gone += 1,
+                Ok(Outcome::Completed) => report.recovered_completed += 1,
+                Err(e) => {
+                    // Stays `expiring`; the next run takes it again once the lease ends.
+                    tracing::warn!(upload_id = %upload.id, error = %e, "sweep could not expire an upload; will retry");
+                    report.failed += 1;
+                }
+            }
+        }
+        Ok((claimed.len(), report))
+    }
+
+    async fn expire_one(
+        &self,
+        upload: &Upload,
+        previous: UploadStatus,
+    ) -> Result<Outcome, SweepError> {
+        let storage = self.storage.with_bucket(upload.bucket.clone());
+        if previous == UploadStatus::Completing {
+            // A completer died: its CompleteMultipartUpload may have gone through.
+            if let Some(done) = self.completed_object(&storage, upload).await? {
+                return Ok(done);
+            }
+        }
+        match storage
+            .abort_multipart_upload(&upload.key, &upload.provider_upload_id)
+            .await?
+        {
+            AbortOutcome::Aborted => {
+                db::finish_expired(&self.db, upload.id).await?;
+                tracing::info!(upload_id = %upload.id, "expired upload aborted");
+                Ok(Outcome::Aborted)
+            }
+            AbortOutcome::AlreadyGone => {
+                // Gone: aborted elsewhere, or completed. Never lose an object.
+                if let Some(done) = self.completed_object(&storage, upload).await? {
+                    return Ok(done);
+                }
+                db::finish_expired(&self.db, upload.id).await?;
+                tracing::info!(upload_id = %upload.id, "expired upload was already gone at the provider");
+                Ok(Outcome::AlreadyGone)
+            }
+        }
+    }
+
+    /// If the object exists with the planned size, record the upload completed.
+    async fn completed_object(
+        &self,
+        storage: &Storage,
+        upload: &Upload,
+    ) -> Result<Option<Outcome>, SweepError> {
+        match storage.head_object(&upload.key).await? {
+            Some(obj) if obj.size == upload.plan.size() => {
+                db::finish_completion(
+                    &self.db,
+                    upload.id,
+                    UploadStatus::Expiring,
+                    &obj.etag,
+                    &[],
+                    Utc::now(),
+                )
+                .await?;
+                tracing::warn!(upload_id = %upload.id, "sweep found the upload completed at the provider; recorded it");
+                Ok(Some(Outcome::Completed))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// A whole run: expire in batches until none is left, apply retention, and
+    /// scan for orphans if asked. `clock` gives "now" (injected in tests).
+    pub async fn run(
+        &self,
+        clock: impl Fn() -> DateTime<Utc>,
+        opts: &RunOptions,
+    ) -> Result<SweepReport, SweepError> {
+        let mut report = SweepReport {
+            dry_run: opts.dry_run,
+            ..Default::default()
+        };
+        let retention = chrono::Duration::from_std(self.settings.retention)
+            .unwrap_or(chrono::Duration::days(30));
+        if opts.dry_run {
+            let now = clock();
+            for u in db::list_expired(&self.db, now, 100_000).await? {
+                println!(
+                    "would abort expired upload {} (key {}, expired {})",
+                    u.id,
+                    u.key.as_str(),
+                    u.expires_at.to_rfc3339()
+                );
+                report.aborted += 1;
+            }
+            report.deleted = db::count_finished(&self.db, now - retention).await?;
+        } else {
+            loop {
+                let (claimed, step) = self.expire_step(clock()).await?;
+                report.add(&step);
+                if claimed > 0 {
+                    tracing::info!(
+                        claimed,
+                        aborted = report.aborted,
+                        already_gone = report.already_gone,
+                        failed = report.failed,
+                        "sweep progress"
+                    );
+                }
+                // Failed rows keep their lease, so they are not claimed again in this run.
+                if claimed < self.settings.batch_size as usize {
+                    break;
+                }
+            }
+            loop {
+                let n =
+                    db::delete_finished(&self.db, clock() - retention, self.settings.batch_size)
+                        .await?;
+                report.deleted += n;
+                if n < self.settings.batch_size as u64 {
+                    break;
+                }
+            }
+        }
+        if let Some(grace) = opts.orphans_older_than {
+            let orphans = self.scan_orphans(clock(), grace, opts.dry_run).await?;
+            report.add(&orphans);
+        }
+        Ok(report)
+    }
+
+    /// Provider uploads under the broker's prefix that the database does not
+    /// know and that are older than `grace`: reported, and aborted unless dry.
+    pub async fn scan_orphans(
+        &self,
+        now: DateTime<Utc>,
+        grace: Duration,
+        dry_run: bool,
+    ) -> Result<SweepReport, SweepError> {
+        let mut report = SweepReport {
+            dry_run,
+            ..Default::default()
+        };
+        let cutoff = now - chrono::Duration::from_std(grace).unwrap_or(chrono::Duration::hours(24));
+        let in_progress = self
+            .storage
+            .list_multipart_uploads(&self.settings.key_prefix)
+            .await?;
+        for chunk in in_progress.chunks(500) {
+            let ids: Vec<String> = chunk.iter().map(|u| u.upload_id.clone()).collect();
+            let known =
+                db::known_provider_upload_ids(&self.db, self.storage.bucket(), &ids).await?;
+            for u in chunk {
+                // Never outside the prefix, never one we know, never a young one.
+                if !u.key.as_str().starts_with(&self.settings.key_prefix)
+                    || known.contains(&u.upload_id)
+                {
+                    continue;
+                }
+                if u.initiated.is_none_or(|t| t > cutoff) {
+                    continue;
+                }
+                report.orphans_found += 1;
+                if dry_run {
+                    println!(
+                        "would abort orphaned upload at key {} (initiated {})",
+                        u.key.as_str(),
+                        u.initiated.map(|t| t.to_rfc3339()).unwrap_or_default()
+                    );
+                    continue;
+                }
+                match self
+                    .storage
+                    .abort_multipart_upload(&u.key, &u.upload_id)
+                    .await
+                {
+                    Ok(_) => {
+                        tracing::info!(key = u.key.as_str(), "orphaned provider upload aborted");
+                        report.orphans_aborted += 1;
+                    }
+                    Err(e) => {
+                        tracing::warn!(key = u.key.as_str(), error = %e, "could not abort an orphaned provider upload");
+                        report.orphans_failed += 1;
+                    }
+                }
+            }
+        }
+        Ok(report)
+    }
+}
+
+enum Outcome {
+    Aborted,
+    AlreadyGone,
+    Completed,
+}
+
+/// The periodic sweep inside `serve`: every `interval` (± 10% jitter, so that
+/// instances spread out), until the task is dropped.
+pub async fn periodic(sweeper: Sweeper, interval: Duration) {
+    loop {
+        tokio::time::sleep(jittered(interval)).await;
+        match sweeper.run(Utc::now, &RunOptions::default()).await {
+            Ok(r) if r == (SweepReport::default()) => {
+                tracing::debug!("periodic sweep: nothing to do")
+            }
+            Ok(r) => tracing::info!(report = ?r, "{}", r.summary()),
+            Err(e) => tracing::warn!(error = %e, "periodic sweep failed; will try again"),
+        }
+    }
+}
+
+fn jittered(interval: Duration) -> Duration {
+    let mut b = [0u8; 4];
+    let r = getrandom::getrandom(&mut b)
+        .map(|_| u32::from_le_bytes(b))
+        .unwrap_or(0);
+    let factor = 0.9 + 0.2 * (r as f64 / u32::MAX as f64);
+    interval.mul_f64(factor)
+}
