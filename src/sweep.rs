@@ -121,20 +121,24 @@ impl Sweeper {
     ) -> Result<(usize, SweepReport), SweepError> {
         let claimed =
             db::claim_expired(&self.db, now, self.settings.lease, self.settings.batch_size).await?;
+        let n = claimed.len();
         let mut report = SweepReport::default();
-        for (upload, previous) in &claimed {
-            match self.expire_one(upload, *previous).await {
-                Ok(Outcome::Aborted) => report.aborted += 1,
-                Ok(Outcome::AlreadyGone) => report.already_gone += 1,
-                Ok(Outcome::Completed) => report.recovered_completed += 1,
-                Err(e) => {
-                    // Stays `expiring`; the next run takes it again once the lease ends.
-                    tracing::warn!(upload_id = %upload.id, error = %e, "sweep could not expire an upload; will retry");
-                    report.failed += 1;
-                }
+        // The provider calls of a batch run concurrently, a bounded number at a time.
+        let mut tasks = tokio::task::JoinSet::new();
+        for (upload, previous) in claimed {
+            while tasks.len() >= ABORT_CONCURRENCY {
+                tally(&mut report, tasks.join_next().await);
             }
+            let this = self.clone();
+            tasks.spawn(async move {
+                let r = this.expire_one(&upload, previous).await;
+                (upload.id, r)
+            });
         }
-        Ok((claimed.len(), report))
+        while !tasks.is_empty() {
+            tally(&mut report, tasks.join_next().await);
+        }
+        Ok((n, report))
     }
 
     async fn expire_one(
@@ -318,6 +322,29 @@ enum Outcome {
     Aborted,
     AlreadyGone,
     Completed,
+}
+
+/// Provider calls in flight at once during a sweep batch.
+const ABORT_CONCURRENCY: usize = 16;
+
+type Joined = Option<Result<(uuid::Uuid, Result<Outcome, SweepError>), tokio::task::JoinError>>;
+
+fn tally(report: &mut SweepReport, joined: Joined) {
+    match joined {
+        Some(Ok((_, Ok(Outcome::Aborted)))) => report.aborted += 1,
+        Some(Ok((_, Ok(Outcome::AlreadyGone)))) => report.already_gone += 1,
+        Some(Ok((_, Ok(Outcome::Completed)))) => report.recovered_completed += 1,
+        Some(Ok((id, Err(e)))) => {
+            // Stays `expiring`; the next run takes it again once the lease ends.
+            tracing::warn!(upload_id = %id, error = %e, "sweep could not expire an upload; will retry");
+            report.failed += 1;
+        }
+        Some(Err(e)) => {
+            tracing::error!(error = %e, "a sweep task failed");
+            report.failed += 1;
+        }
+        None => {}
+    }
 }
 
 /// The periodic sweep inside `serve`: every `interval` (± 10% jitter, so that
