@@ -34,7 +34,7 @@ fn main() {
         // Warm-up (credential resolution, lazy statics).
         for n in 1..=100 {
             storage
-                .presign_upload_part(&key, &upload_id, PartNumber::new(n).unwrap(), start, Duration::from_secs(3600))
+                .presign_upload_part(&key, &upload_id, PartNumber::new(n).unwrap(), None, start, Duration::from_secs(3600))
                 .await
                 .unwrap();
         }
@@ -43,7 +43,7 @@ fn main() {
             let t = Instant::now();
             for n in 1..=1000 {
                 let p = storage
-                    .presign_upload_part(&key, &upload_id, PartNumber::new(n).unwrap(), start, Duration::from_secs(3600))
+                    .presign_upload_part(&key, &upload_id, PartNumber::new(n).unwrap(), None, start, Duration::from_secs(3600))
                     .await
                     .unwrap();
                 std::hint::black_box(p);

@@ -61,6 +61,7 @@ fn main() {
                         &key,
                         &ContentType::parse(None).unwrap(),
                         &Metadata::default(),
+                        None,
                     )
                     .await
                     .unwrap();
@@ -76,7 +77,10 @@ fn main() {
                     plan,
                     metadata: Default::default(),
                     fingerprint: None,
+                    checksum_algorithm: None,
                     etag: None,
+                    checksum: None,
+                    object_size: None,
                     completed_parts: None,
                     created_at: now - chrono::Duration::days(8),
                     expires_at: now - chrono::Duration::days(1),

@@ -3,7 +3,8 @@
 //! task of their own, so a client that hangs up mid-request cannot leave a
 //! provider upload without its record or an upload stuck in `completing`.
 
-use crate::db;
+use crate::db::{self, FinishedObject};
+use crate::domain::checksum::{ChecksumAlgorithm, PartChecksum};
 use crate::domain::object_key::ObjectKey;
 use crate::domain::part_plan::{PartNumber, PartPlan, PlanLimits};
 use crate::domain::request::{ContentType, FileName, Fingerprint, Metadata};
@@ -32,6 +33,11 @@ pub struct BrokerSettings {
     pub completion_lease: Duration,
 }
 
+/// How long a download URL lives.
+pub const DOWNLOAD_URL_TTL: Duration = Duration::from_secs(300);
+/// Most uploads a fingerprint lookup answers with.
+pub const FINGERPRINT_LOOKUP_LIMIT: i64 = 20;
+
 /// A validated create request.
 #[derive(Debug, Clone)]
 pub struct NewUpload {
@@ -41,6 +47,34 @@ pub struct NewUpload {
     pub content_type: ContentType,
     pub metadata: Metadata,
     pub fingerprint: Option<Fingerprint>,
+    pub checksum_algorithm: Option<ChecksumAlgorithm>,
+}
+
+/// A part a client asks to sign, with its checksum for checksum-bound uploads.
+#[derive(Debug, Clone)]
+pub struct PartRequest {
+    pub part_number: u32,
+    pub checksum: Option<String>,
+}
+
+/// What a client says it has uploaded of a part (resume, complete).
+#[derive(Debug, Clone, Default)]
+pub struct PartClaim {
+    pub part_number: u32,
+    pub etag: Option<String>,
+    pub checksum: Option<String>,
+    pub size: Option<u64>,
+}
+
+/// A stored part that disagrees with what the client says it uploaded.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConflictingPart {
+    pub part_number: u32,
+    /// `etag`, `checksum` or `size`.
+    pub field: &'static str,
+    pub expected: String,
+    pub stored: String,
 }
 
 /// A presigned part URL as clients see it.
@@ -60,13 +94,17 @@ pub struct UploadState {
     pub uploaded: Vec<StoredPart>,
     pub missing: Vec<PartNumber>,
     pub progress: Progress,
+    /// Stored parts that disagree with the client's own account (resume).
+    pub conflicting: Vec<ConflictingPart>,
 }
 
-/// A part the client says it uploaded, for `complete`.
+/// A presigned download of a finished object.
 #[derive(Debug, Clone)]
-pub struct ClaimedPart {
-    pub part_number: u32,
+pub struct DownloadUrl {
+    pub url: String,
+    pub expires_at: DateTime<Utc>,
     pub etag: String,
+    pub size: u64,
 }
 
 #[derive(Clone)]
@@ -79,6 +117,41 @@ struct Inner {
     storage: Storage,
     tokens: TokenKey,
     settings: BrokerSettings,
+}
+
+/// Compares what a client says of its parts with what storage holds.
+fn conflicts(stored: &[StoredPart], claims: &[PartClaim]) -> Vec<ConflictingPart> {
+    let by_number: BTreeMap<u32, &StoredPart> = stored.iter().map(|p| (p.part_number, p)).collect();
+    let mut out = Vec::new();
+    for c in claims {
+        let Some(s) = by_number.get(&c.part_number) else {
+            continue;
+        };
+        let conflict = |field, expected: &str, stored: &str| ConflictingPart {
+            part_number: c.part_number,
+            field,
+            expected: expected.to_string(),
+            stored: stored.to_string(),
+        };
+        if let Some(e) = &c.etag {
+            if bare_etag(e) != bare_etag(&s.etag) {
+                out.push(conflict("etag", bare_etag(e), bare_etag(&s.etag)));
+                continue;
+            }
+        }
+        if let (Some(e), Some(have)) = (&c.checksum, &s.checksum) {
+            if e.trim() != have {
+                out.push(conflict("checksum", e.trim(), have));
+                continue;
+            }
+        }
+        if let Some(size) = c.size {
+            if size != s.size {
+                out.push(conflict("size", &size.to_string(), &s.size.to_string()));
+            }
+        }
+    }
+    out
 }
 
 impl Broker {
@@ -111,7 +184,10 @@ impl Broker {
         Utc::now()
     }
 
-    /// Creates the provider upload, records it, and signs the first parts.
+    // ------------------------------------------------------------ create
+
+    /// Creates the provider upload, records it, and signs the first parts
+    /// (none for checksum-bound uploads: those are signed with their checksums).
     pub async fn create(
         &self,
         tenant: &str,
@@ -135,7 +211,12 @@ impl Broker {
         let key = ObjectKey::for_upload(&s.key_prefix, now, id, req.filename.as_str());
         let storage = &self.inner.storage;
         let provider_upload_id = storage
-            .create_multipart_upload(&key, &req.content_type, &req.metadata)
+            .create_multipart_upload(
+                &key,
+                &req.content_type,
+                &req.metadata,
+                req.checksum_algorithm,
+            )
             .await?;
         let upload = Upload {
             id,
@@ -149,7 +230,10 @@ impl Broker {
             plan,
             metadata: req.metadata.as_map().clone(),
             fingerprint: req.fingerprint.map(|f| f.as_str().to_string()),
+            checksum_algorithm: req.checksum_algorithm,
             etag: None,
+            checksum: None,
+            object_size: None,
             completed_parts: None,
             created_at: now,
             expires_at: now
@@ -161,7 +245,15 @@ impl Broker {
             return Err(e.into());
         }
         tracing::info!(upload_id = %upload.id, parts = plan.part_count(), size = plan.size(), "upload created");
-        let first: Vec<PartNumber> = plan.parts().take(s.sign_window as usize).collect();
+        let first: Vec<(PartNumber, Option<PartChecksum>)> = if upload.checksum_algorithm.is_some()
+        {
+            Vec::new()
+        } else {
+            plan.parts()
+                .take(s.sign_window as usize)
+                .map(|n| (n, None))
+                .collect()
+        };
         match self.sign_parts(&upload, &first).await {
             Ok(parts) => Ok((upload, parts)),
             Err(e) => {
@@ -183,6 +275,8 @@ impl Broker {
             tracing::error!(upload_id = %upload.id, error = %e, "could not abort a provider upload after a failed create");
         }
     }
+
+    // ------------------------------------------------------------ load
 
     /// The upload a token names, if it is the tenant's. Expired uploads answer 410.
     pub async fn load(&self, tenant: &str, token: &str) -> Result<Upload, ApiError> {
@@ -208,72 +302,108 @@ impl Broker {
         }
     }
 
+    // ------------------------------------------------------------ sign
+
     /// Presigns `UploadPart` for the given parts of an active upload.
     pub async fn sign(
         &self,
         tenant: &str,
         token: &str,
-        numbers: &[u32],
+        requests: &[PartRequest],
     ) -> Result<Vec<SignedPart>, ApiError> {
         let upload = self.load(tenant, token).await?;
         Self::require_active(&upload)?;
-        let parts = numbers
-            .iter()
-            .map(|&n| {
-                upload.plan.part(n).ok_or_else(|| {
-                    ApiError::InvalidRequest(format!(
-                        "partNumbers: {n} is out of range; this upload has parts 1 to {}",
-                        upload.plan.part_count()
+        let mut parts = Vec::with_capacity(requests.len());
+        for r in requests {
+            let n = upload.plan.part(r.part_number).ok_or_else(|| {
+                ApiError::InvalidRequest(format!(
+                    "part {} is out of range; this upload has parts 1 to {}",
+                    r.part_number,
+                    upload.plan.part_count()
+                ))
+            })?;
+            let checksum = match (upload.checksum_algorithm, &r.checksum) {
+                (Some(alg), Some(c)) => Some(PartChecksum::parse(alg, c).map_err(|e| {
+                    ApiError::InvalidRequest(format!("parts: part {}: {e}", r.part_number))
+                })?),
+                (Some(alg), None) => {
+                    return Err(ApiError::InvalidRequest(format!(
+                        "this upload binds a {alg} checksum to every part: send {{\"parts\": [{{\"partNumber\": …, \"checksum\": …}}]}}"
+                    )))
+                }
+                (None, Some(_)) => {
+                    return Err(ApiError::InvalidRequest(
+                        "this upload was created without checksumAlgorithm: send partNumbers, without checksums".into(),
                     ))
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+                }
+                (None, None) => None,
+            };
+            parts.push((n, checksum));
+        }
         self.sign_parts(&upload, &parts).await
     }
 
     async fn sign_parts(
         &self,
         upload: &Upload,
-        parts: &[PartNumber],
+        parts: &[(PartNumber, Option<PartChecksum>)],
     ) -> Result<Vec<SignedPart>, ApiError> {
         if parts.is_empty() {
             return Ok(Vec::new());
         }
-        // Whole seconds, so that the URL's own expiry equals `expiresAt` exactly,
-        // and never past the upload's expiry.
-        let start = Self::now().trunc_subsecs(0);
-        let ttl = chrono::Duration::from_std(self.inner.settings.part_url_ttl)
-            .unwrap_or(chrono::Duration::hours(1));
-        let until_upload_expiry = (upload.expires_at - start).num_seconds();
-        let seconds = ttl.num_seconds().min(until_upload_expiry);
-        if seconds < 1 {
-            return Err(ApiError::Expired(EXPIRED_MESSAGE));
-        }
-        let expires_at = start + chrono::Duration::seconds(seconds);
-        let start_sys = UNIX_EPOCH + Duration::from_secs(start.timestamp() as u64);
+        let (start, seconds, expires_at) =
+            self.url_validity(upload, self.inner.settings.part_url_ttl)?;
         let mut out = Vec::with_capacity(parts.len());
-        for &n in parts {
+        for (n, checksum) in parts {
             let p = self
                 .inner
                 .storage
                 .presign_upload_part(
                     &upload.key,
                     &upload.provider_upload_id,
-                    n,
-                    start_sys,
-                    Duration::from_secs(seconds as u64),
+                    *n,
+                    upload.checksum_algorithm.zip(checksum.as_ref()),
+                    start,
+                    seconds,
                 )
                 .await?;
             out.push(SignedPart {
-                part_number: n,
+                part_number: *n,
                 url: p.url,
-                size: upload.plan.part_len(n),
+                size: upload.plan.part_len(*n),
                 expires_at,
                 headers: p.headers,
             });
         }
         Ok(out)
     }
+
+    /// When a presigned URL starts and for how long it lives: whole seconds, so
+    /// that the URL's own expiry equals `expiresAt` exactly, and never past the
+    /// upload's own expiry (completed uploads have none).
+    fn url_validity(
+        &self,
+        upload: &Upload,
+        ttl: Duration,
+    ) -> Result<(std::time::SystemTime, Duration, DateTime<Utc>), ApiError> {
+        let start = Self::now().trunc_subsecs(0);
+        let ttl = chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::hours(1));
+        let mut seconds = ttl.num_seconds();
+        if upload.status != UploadStatus::Completed {
+            seconds = seconds.min((upload.expires_at - start).num_seconds());
+        }
+        if seconds < 1 {
+            return Err(ApiError::Expired(EXPIRED_MESSAGE));
+        }
+        let start_sys = UNIX_EPOCH + Duration::from_secs(start.timestamp() as u64);
+        Ok((
+            start_sys,
+            Duration::from_secs(seconds as u64),
+            start + chrono::Duration::seconds(seconds),
+        ))
+    }
+
+    // ------------------------------------------------------------ status and resume
 
     /// The upload with what the provider holds of it.
     pub async fn status(&self, tenant: &str, token: &str) -> Result<UploadState, ApiError> {
@@ -324,6 +454,7 @@ impl Broker {
             uploaded: r.uploaded,
             missing: r.missing,
             upload,
+            conflicting: Vec::new(),
         }
     }
 
@@ -340,6 +471,7 @@ impl Broker {
             uploaded,
             missing: Vec::new(),
             upload,
+            conflicting: Vec::new(),
         }
     }
 
@@ -351,32 +483,107 @@ impl Broker {
         Ok(())
     }
 
-    /// Reconciles with the provider and signs the first missing parts.
+    /// Reconciles with the provider and signs the first missing parts. Parts
+    /// whose stored ETag, checksum or size disagree with the client's `claims`
+    /// are reported as conflicting and treated as missing, so the client
+    /// re-sends them. Checksum-bound uploads get no URLs here (the client signs
+    /// the missing parts with their checksums through `…/parts`).
     pub async fn resume(
         &self,
         tenant: &str,
         token: &str,
+        claims: &[PartClaim],
     ) -> Result<(UploadState, Vec<SignedPart>), ApiError> {
         let upload = self.load(tenant, token).await?;
         Self::require_active(&upload)?;
-        let state = self.state_of(upload).await?;
+        for c in claims {
+            if upload.plan.part(c.part_number).is_none() {
+                return Err(ApiError::InvalidRequest(format!(
+                    "parts: part {} is out of range; this upload has parts 1 to {}",
+                    c.part_number,
+                    upload.plan.part_count()
+                )));
+            }
+        }
+        let mut state = self.state_of(upload).await?;
         Self::require_active(&state.upload)?;
-        let window: Vec<PartNumber> = state
-            .missing
-            .iter()
-            .copied()
-            .take(self.inner.settings.sign_window as usize)
-            .collect();
+        state.conflicting = conflicts(&state.uploaded, claims);
+        if !state.conflicting.is_empty() {
+            tracing::warn!(upload_id = %state.upload.id, parts = ?state.conflicting, "stored parts disagree with the client");
+            let bad: Vec<u32> = state.conflicting.iter().map(|c| c.part_number).collect();
+            state.uploaded.retain(|p| !bad.contains(&p.part_number));
+            for n in &bad {
+                if let Some(n) = state.upload.plan.part(*n) {
+                    state.missing.push(n);
+                }
+            }
+            state.missing.sort();
+            state.missing.dedup();
+            let plan = state.upload.plan;
+            state.progress = Progress::new(
+                state.uploaded.iter().map(|p| p.size).sum(),
+                plan.size(),
+                state.uploaded.len() as u32,
+                plan.part_count(),
+            );
+        }
+        let window: Vec<(PartNumber, Option<PartChecksum>)> =
+            if state.upload.checksum_algorithm.is_some() {
+                Vec::new()
+            } else {
+                state
+                    .missing
+                    .iter()
+                    .take(self.inner.settings.sign_window as usize)
+                    .map(|n| (*n, None))
+                    .collect()
+            };
         let parts = self.sign_parts(&state.upload, &window).await?;
         Ok((state, parts))
     }
+
+    /// A tenant's active uploads created with `fingerprint`, newest first, each
+    /// reconciled with the provider (uploads it no longer has are left out).
+    pub async fn find_by_fingerprint(
+        &self,
+        tenant: &str,
+        fingerprint: &Fingerprint,
+    ) -> Result<Vec<UploadState>, ApiError> {
+        let found = db::find_by_fingerprint(
+            &self.inner.db,
+            tenant,
+            fingerprint.as_str(),
+            Self::now(),
+            FINGERPRINT_LOOKUP_LIMIT,
+        )
+        .await?;
+        let mut tasks = tokio::task::JoinSet::new();
+        for (i, upload) in found.into_iter().enumerate() {
+            let this = self.clone();
+            tasks.spawn(async move { (i, this.state_of(upload).await) });
+        }
+        let mut states = Vec::new();
+        while let Some(joined) = tasks.join_next().await {
+            match joined.map_err(|e| ApiError::Internal(format!("task failed: {e}")))? {
+                (i, Ok(state)) if state.upload.status == UploadStatus::Active => {
+                    states.push((i, state))
+                }
+                (_, Ok(_)) | (_, Err(ApiError::Expired(_))) => {}
+                (_, Err(e)) => return Err(e),
+            }
+        }
+        states.sort_by_key(|(i, _)| *i);
+        Ok(states.into_iter().map(|(_, s)| s).collect())
+    }
+
+    // ------------------------------------------------------------ complete
 
     /// Completes the upload exactly once, however many callers ask at once.
     pub async fn complete(
         &self,
         tenant: &str,
         token: &str,
-        claimed: Option<Vec<ClaimedPart>>,
+        claimed: Option<Vec<PartClaim>>,
     ) -> Result<Upload, ApiError> {
         let this = self.clone();
         let (tenant, token) = (tenant.to_string(), token.to_string());
@@ -391,21 +598,19 @@ impl Broker {
         &self,
         tenant: &str,
         token: &str,
-        claimed: Option<&[ClaimedPart]>,
+        claimed: Option<&[PartClaim]>,
     ) -> Result<Upload, ApiError> {
         let lease = self.inner.settings.completion_lease;
         let deadline = tokio::time::Instant::now() + lease + Duration::from_secs(5);
         loop {
             let upload = self.load(tenant, token).await?;
-            if let Some(claimed) = claimed {
-                for p in claimed {
-                    if upload.plan.part(p.part_number).is_none() {
-                        return Err(ApiError::InvalidRequest(format!(
-                            "parts: part {} is out of range; this upload has parts 1 to {}",
-                            p.part_number,
-                            upload.plan.part_count()
-                        )));
-                    }
+            for p in claimed.unwrap_or_default() {
+                if upload.plan.part(p.part_number).is_none() {
+                    return Err(ApiError::InvalidRequest(format!(
+                        "parts: part {} is out of range; this upload has parts 1 to {}",
+                        p.part_number,
+                        upload.plan.part_count()
+                    )));
                 }
             }
             match upload.status {
@@ -443,7 +648,7 @@ impl Broker {
     async fn complete_claimed(
         &self,
         upload: &Upload,
-        claimed: Option<&[ClaimedPart]>,
+        claimed: Option<&[PartClaim]>,
     ) -> Result<Upload, ApiError> {
         let storage = &self.inner.storage;
         let stored = match storage
@@ -456,35 +661,17 @@ impl Broker {
         };
         let r = Reconciliation::new(&upload.plan, &stored);
         if let Some(claimed) = claimed {
-            let by_number: BTreeMap<u32, &StoredPart> =
-                stored.iter().map(|p| (p.part_number, p)).collect();
-            let mut absent = Vec::new();
-            let mut mismatched = Vec::new();
-            for c in claimed {
-                match by_number.get(&c.part_number) {
-                    None => absent.push(c.part_number),
-                    Some(s) if bare_etag(&s.etag) != bare_etag(&c.etag) => {
-                        mismatched.push(c.part_number)
-                    }
-                    Some(_) => {}
-                }
-            }
+            let mismatched = conflicts(&stored, claimed);
             if !mismatched.is_empty() {
-                mismatched.sort_unstable();
-                mismatched.dedup();
+                let numbers: Vec<u32> = mismatched.iter().map(|c| c.part_number).collect();
                 return Err(ApiError::PartMismatch {
                     message: format!(
-                        "the ETag of part(s) {mismatched:?} does not match what storage holds"
+                        "part(s) {numbers:?} in storage do not match the given {}",
+                        mismatched[0].field
                     ),
                     wrong_size: Vec::new(),
-                    etag_mismatch: mismatched,
+                    etag_mismatch: numbers,
                 });
-            }
-            if !absent.is_empty() && r.missing.is_empty() {
-                // Cannot happen: every claimed part is in range and all are present.
-                return Err(ApiError::Internal(
-                    "claimed part absent from a complete upload".into(),
-                ));
             }
         }
         if !r.missing.is_empty() {
@@ -503,6 +690,18 @@ impl Broker {
                 wrong_size: r.wrong_size,
             });
         }
+        if upload.checksum_algorithm.is_some() {
+            if let Some(p) = r.uploaded.iter().find(|p| p.checksum.is_none()) {
+                return Err(ApiError::PartMismatch {
+                    message: format!(
+                        "part {} has no stored checksum; re-upload it",
+                        p.part_number
+                    ),
+                    wrong_size: Vec::new(),
+                    etag_mismatch: vec![p.part_number],
+                });
+            }
+        }
         let total: u64 = r.uploaded.iter().map(|p| p.size).sum();
         if total != upload.plan.size() {
             return Err(ApiError::Internal(format!(
@@ -510,32 +709,28 @@ impl Broker {
                 upload.plan.size()
             )));
         }
-        match storage
-            .complete_multipart_upload(&upload.key, &upload.provider_upload_id, &r.uploaded)
+        let mut object = match storage
+            .complete_multipart_upload(
+                &upload.key,
+                &upload.provider_upload_id,
+                &r.uploaded,
+                upload.checksum_algorithm,
+            )
             .await
         {
-            Ok(etag) => {
-                let done = db::finish_completion(
-                    &self.inner.db,
-                    upload.id,
-                    UploadStatus::Completing,
-                    &etag,
-                    &r.uploaded,
-                    Self::now(),
-                )
-                .await?
-                .ok_or_else(|| ApiError::Internal("the completion lease was lost".into()))?;
-                tracing::info!(upload_id = %upload.id, parts = r.uploaded.len(), bytes = total, "upload completed");
-                Ok(done)
-            }
-            Err(StorageError::NoSuchUpload) => self.recover_gone(upload).await,
+            Ok(object) => object,
+            Err(StorageError::NoSuchUpload) => return self.recover_gone(upload).await,
             Err(StorageError::Provider { code, .. })
                 if matches!(
                     code.as_str(),
-                    "InvalidPart" | "InvalidPartOrder" | "EntityTooSmall"
+                    "InvalidPart"
+                        | "InvalidPartOrder"
+                        | "EntityTooSmall"
+                        | "BadDigest"
+                        | "InvalidRequest"
                 ) =>
             {
-                Err(ApiError::PartMismatch {
+                return Err(ApiError::PartMismatch {
                     message: format!(
                         "storage refused the part list ({code}); check the parts and try again"
                     ),
@@ -543,8 +738,38 @@ impl Broker {
                     etag_mismatch: Vec::new(),
                 })
             }
-            Err(e) => Err(e.into()),
+            Err(e) => return Err(e.into()),
+        };
+        // Verify the object itself: its size must be the declared size.
+        let head = storage.head_object(&upload.key).await;
+        object.size = head.as_ref().ok().and_then(|h| h.as_ref().map(|h| h.size));
+        let done = db::finish_completion(
+            &self.inner.db,
+            upload.id,
+            UploadStatus::Completing,
+            &object,
+            &r.uploaded,
+            Self::now(),
+        )
+        .await?
+        .ok_or_else(|| ApiError::Internal("the completion lease was lost".into()))?;
+        match head {
+            Ok(Some(h)) if h.size == upload.plan.size() => {}
+            Ok(found) => {
+                tracing::error!(upload_id = %upload.id, size = ?found.map(|h| h.size), expected = upload.plan.size(),
+                    "the completed object does not have the declared size");
+                return Err(ApiError::Storage(StorageError::Provider {
+                    operation: "HeadObject",
+                    code: "ObjectSizeMismatch".into(),
+                    message: String::new(),
+                }));
+            }
+            Err(e) => {
+                tracing::warn!(upload_id = %upload.id, error = %e, "could not verify the completed object's size")
+            }
         }
+        tracing::info!(upload_id = %upload.id, parts = r.uploaded.len(), bytes = total, "upload completed");
+        Ok(done)
     }
 
     /// The provider has no such upload. If the object is there with the right
@@ -554,13 +779,17 @@ impl Broker {
         if let Some(obj) = self.inner.storage.head_object(&upload.key).await? {
             if obj.size == upload.plan.size() {
                 tracing::warn!(upload_id = %upload.id, "provider upload already completed; recording it");
-                let parts = Vec::new();
+                let object = FinishedObject {
+                    etag: obj.etag,
+                    checksum: None,
+                    size: Some(obj.size),
+                };
                 return db::finish_completion(
                     &self.inner.db,
                     upload.id,
                     UploadStatus::Completing,
-                    &obj.etag,
-                    &parts,
+                    &object,
+                    &[],
                     Self::now(),
                 )
                 .await?
@@ -570,6 +799,36 @@ impl Broker {
         self.storage_lost(upload).await?;
         Err(ApiError::Expired(GONE_AT_PROVIDER_MESSAGE))
     }
+
+    // ------------------------------------------------------------ download
+
+    /// A short-lived presigned GET of a completed upload's object. Range
+    /// requests and `If-Match` work on it (storage does the work).
+    pub async fn download(
+        &self,
+        tenant: &str,
+        token: &str,
+        disposition: Option<String>,
+    ) -> Result<DownloadUrl, ApiError> {
+        let upload = self.load(tenant, token).await?;
+        if upload.status != UploadStatus::Completed {
+            return Err(ApiError::NotActive(upload.status));
+        }
+        let (start, seconds, expires_at) = self.url_validity(&upload, DOWNLOAD_URL_TTL)?;
+        let url = self
+            .inner
+            .storage
+            .presign_get_object(&upload.key, disposition, start, seconds)
+            .await?;
+        Ok(DownloadUrl {
+            url,
+            expires_at,
+            etag: upload.etag.clone().unwrap_or_default(),
+            size: upload.object_size.unwrap_or(upload.plan.size()),
+        })
+    }
+
+    // ------------------------------------------------------------ abort
 
     /// Aborts the upload: the record first, then the provider (safe to repeat).
     pub async fn abort(&self, tenant: &str, token: &str) -> Result<(), ApiError> {
@@ -621,4 +880,67 @@ async fn spawn_to_end<T: Send + 'static>(
     tokio::spawn(tracing::Instrument::instrument(fut, span))
         .await
         .unwrap_or_else(|e| Err(ApiError::Internal(format!("task failed: {e}"))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stored(n: u32, etag: &str, size: u64, checksum: Option<&str>) -> StoredPart {
+        StoredPart {
+            part_number: n,
+            etag: format!("\"{etag}\""),
+            size,
+            checksum: checksum.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn conflicts_compare_etag_checksum_and_size() {
+        let s = vec![
+            stored(1, "a", 10, Some("c1")),
+            stored(2, "b", 10, Some("c2")),
+            stored(3, "c", 10, None),
+        ];
+        let claims = vec![
+            PartClaim {
+                part_number: 1,
+                etag: Some("a".into()),
+                checksum: Some("c1".into()),
+                size: Some(10),
+            },
+            PartClaim {
+                part_number: 2,
+                checksum: Some("other".into()),
+                ..Default::default()
+            },
+            PartClaim {
+                part_number: 3,
+                size: Some(11),
+                ..Default::default()
+            },
+            PartClaim {
+                part_number: 4,
+                etag: Some("zzz".into()),
+                ..Default::default()
+            },
+        ];
+        let c = conflicts(&s, &claims);
+        assert_eq!(
+            c.iter()
+                .map(|c| (c.part_number, c.field))
+                .collect::<Vec<_>>(),
+            vec![(2, "checksum"), (3, "size")]
+        );
+        let c = conflicts(
+            &s,
+            &[PartClaim {
+                part_number: 1,
+                etag: Some("\"x\"".into()),
+                ..Default::default()
+            }],
+        );
+        assert_eq!(c[0].field, "etag");
+        assert_eq!((c[0].expected.as_str(), c[0].stored.as_str()), ("x", "a"));
+    }
 }

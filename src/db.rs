@@ -2,6 +2,7 @@
 //! transaction. A state change is a conditional UPDATE: no row back means
 //! someone else got there first.
 
+use crate::domain::checksum::ChecksumAlgorithm;
 use crate::domain::object_key::ObjectKey;
 use crate::domain::part_plan::PartPlan;
 use crate::domain::upload::{StoredPart, Upload, UploadStatus};
@@ -12,6 +13,14 @@ use sqlx::PgExecutor;
 use std::collections::BTreeMap;
 use std::time::Duration;
 use uuid::Uuid;
+
+/// What the provider says of a finished object.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FinishedObject {
+    pub etag: String,
+    pub checksum: Option<String>,
+    pub size: Option<u64>,
+}
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -64,7 +73,10 @@ struct UploadRow {
     part_count: i32,
     metadata: sqlx::types::Json<BTreeMap<String, String>>,
     fingerprint: Option<String>,
+    checksum_algorithm: Option<String>,
     etag: Option<String>,
+    checksum: Option<String>,
+    object_size: Option<i64>,
     completed_parts: Option<sqlx::types::Json<Vec<PartJson>>>,
     created_at: DateTime<Utc>,
     expires_at: DateTime<Utc>,
@@ -76,6 +88,8 @@ struct PartJson {
     n: u32,
     etag: String,
     size: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    checksum: Option<String>,
 }
 
 impl TryFrom<UploadRow> for Upload {
@@ -101,13 +115,22 @@ impl TryFrom<UploadRow> for Upload {
             plan,
             metadata: r.metadata.0,
             fingerprint: r.fingerprint,
+            checksum_algorithm: match r.checksum_algorithm {
+                Some(a) => Some(
+                    ChecksumAlgorithm::parse(&a).ok_or_else(|| corrupt("checksum_algorithm"))?,
+                ),
+                None => None,
+            },
             etag: r.etag,
+            checksum: r.checksum,
+            object_size: r.object_size.and_then(|n| u64::try_from(n).ok()),
             completed_parts: r.completed_parts.map(|j| {
                 j.0.into_iter()
                     .map(|p| StoredPart {
                         part_number: p.n,
                         etag: p.etag,
                         size: p.size,
+                        checksum: p.checksum,
                     })
                     .collect()
             }),
@@ -123,15 +146,15 @@ fn one(row: Option<UploadRow>) -> Result<Option<Upload>, DbError> {
 }
 
 const COLUMNS: &str = "id, tenant, status, bucket, object_key, provider_upload_id, filename, \
-    content_type, size, part_size, part_count, metadata, fingerprint, etag, completed_parts, \
-    created_at, expires_at, lease_until";
+    content_type, size, part_size, part_count, metadata, fingerprint, checksum_algorithm, etag, \
+    checksum, object_size, completed_parts, created_at, expires_at, lease_until";
 
 pub async fn insert_upload(db: impl PgExecutor<'_>, u: &Upload) -> Result<(), DbError> {
     sqlx::query(
         "insert into uploads (id, tenant, status, bucket, object_key, provider_upload_id, \
          filename, content_type, size, part_size, part_count, metadata, fingerprint, \
-         created_at, expires_at) \
-         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+         created_at, expires_at, checksum_algorithm) \
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
     )
     .bind(u.id)
     .bind(&u.tenant)
@@ -148,6 +171,7 @@ pub async fn insert_upload(db: impl PgExecutor<'_>, u: &Upload) -> Result<(), Db
     .bind(&u.fingerprint)
     .bind(u.created_at)
     .bind(u.expires_at)
+    .bind(u.checksum_algorithm.map(|a| a.as_str()))
     .execute(db)
     .await?;
     Ok(())
@@ -193,7 +217,7 @@ pub async fn finish_completion(
     db: impl PgExecutor<'_>,
     id: Uuid,
     from: UploadStatus,
-    etag: &str,
+    object: &FinishedObject,
     parts: &[StoredPart],
     now: DateTime<Utc>,
 ) -> Result<Option<Upload>, DbError> {
@@ -203,18 +227,21 @@ pub async fn finish_completion(
             n: p.part_number,
             etag: p.etag.clone(),
             size: p.size,
+            checksum: p.checksum.clone(),
         })
         .collect();
     let row = sqlx::query_as::<_, UploadRow>(&format!(
         "update uploads set status = 'completed', etag = $2, completed_parts = $3, \
-         completed_at = $4, lease_until = null, updated_at = now() \
+         completed_at = $4, lease_until = null, updated_at = now(), checksum = $6, object_size = $7 \
          where id = $1 and status = $5 returning {COLUMNS}"
     ))
     .bind(id)
-    .bind(etag)
+    .bind(&object.etag)
     .bind(sqlx::types::Json(parts))
     .bind(now)
     .bind(from.as_str())
+    .bind(&object.checksum)
+    .bind(object.size.map(|n| n as i64))
     .fetch_optional(db)
     .await?;
     one(row)
@@ -411,4 +438,26 @@ pub async fn known_provider_upload_ids(
     .fetch_all(db)
     .await?;
     Ok(rows.into_iter().collect())
+}
+
+/// A tenant's active, unexpired uploads created with a fingerprint, newest first.
+pub async fn find_by_fingerprint(
+    db: impl PgExecutor<'_>,
+    tenant: &str,
+    fingerprint: &str,
+    now: DateTime<Utc>,
+    limit: i64,
+) -> Result<Vec<Upload>, DbError> {
+    let rows = sqlx::query_as::<_, UploadRow>(&format!(
+        "select {COLUMNS} from uploads \
+         where tenant = $1 and fingerprint = $2 and status = 'active' and expires_at > $3 \
+         order by created_at desc, id desc limit $4"
+    ))
+    .bind(tenant)
+    .bind(fingerprint)
+    .bind(now)
+    .bind(limit)
+    .fetch_all(db)
+    .await?;
+    rows.into_iter().map(Upload::try_from).collect()
 }

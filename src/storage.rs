@@ -4,6 +4,8 @@
 //! instrumented with the operation and key, never with a URL, body or credential.
 
 use crate::config::StorageConfig;
+use crate::db::FinishedObject;
+use crate::domain::checksum::{ChecksumAlgorithm, PartChecksum};
 use crate::domain::object_key::ObjectKey;
 use crate::domain::part_plan::PartNumber;
 use crate::domain::request::{ContentType, Metadata};
@@ -11,7 +13,7 @@ use crate::domain::upload::StoredPart;
 use aws_sdk_s3::config::{Region, RequestChecksumCalculation, ResponseChecksumValidation};
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::presigning::PresigningConfig;
-use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use aws_sdk_s3::types::{ChecksumType, CompletedMultipartUpload, CompletedPart};
 use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider as TlsProvider};
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
@@ -181,13 +183,20 @@ impl Storage {
         key: &ObjectKey,
         content_type: &ContentType,
         metadata: &Metadata,
+        checksum: Option<ChecksumAlgorithm>,
     ) -> Result<String, StorageError> {
-        let out = self
+        let mut req = self
             .client
             .create_multipart_upload()
             .bucket(&self.bucket)
             .key(key.as_str())
-            .content_type(content_type.as_str())
+            .content_type(content_type.as_str());
+        if let Some(alg) = checksum {
+            req = req
+                .checksum_algorithm(sdk_algorithm(alg))
+                .checksum_type(ChecksumType::Composite);
+        }
+        let out = req
             .set_metadata(Some(
                 metadata
                     .iter()
@@ -212,6 +221,7 @@ impl Storage {
         key: &ObjectKey,
         upload_id: &str,
         part: PartNumber,
+        checksum: Option<(ChecksumAlgorithm, &PartChecksum)>,
         start: SystemTime,
         expires_in: Duration,
     ) -> Result<PresignedPart, StorageError> {
@@ -223,13 +233,21 @@ impl Storage {
                 operation: "UploadPart",
                 detail: e.to_string(),
             })?;
-        let req = self
+        let mut req = self
             .client
             .upload_part()
             .bucket(&self.bucket)
             .key(key.as_str())
             .upload_id(upload_id)
-            .part_number(part.get() as i32)
+            .part_number(part.get() as i32);
+        // The checksum header is signed: storage refuses the PUT without it, and
+        // refuses bytes that do not match it (BadDigest).
+        req = match checksum {
+            Some((ChecksumAlgorithm::Sha256, c)) => req.checksum_sha256(c.as_str()),
+            Some((ChecksumAlgorithm::Crc32c, c)) => req.checksum_crc32_c(c.as_str()),
+            None => req,
+        };
+        let req = req
             .presigned(presigning)
             .await
             .map_err(|e| StorageError::from_sdk("UploadPart", e))?;
@@ -275,6 +293,10 @@ impl Storage {
                     part_number: u32::try_from(n).unwrap_or(0),
                     etag: etag.to_string(),
                     size: u64::try_from(p.size().unwrap_or(0)).unwrap_or(0),
+                    checksum: p
+                        .checksum_sha256()
+                        .or(p.checksum_crc32_c())
+                        .map(str::to_string),
                 });
             }
             let next = out.next_part_number_marker().filter(|m| !m.is_empty());
@@ -296,23 +318,29 @@ impl Storage {
         Ok(parts)
     }
 
-    /// Completes the upload with exactly these parts; returns the object's ETag.
+    /// Completes the upload with exactly these parts (and their checksums).
     #[tracing::instrument(name = "storage.complete_multipart_upload", skip_all, fields(key = key.as_str(), parts = parts.len()))]
     pub async fn complete_multipart_upload(
         &self,
         key: &ObjectKey,
         upload_id: &str,
         parts: &[StoredPart],
-    ) -> Result<String, StorageError> {
+        checksum: Option<ChecksumAlgorithm>,
+    ) -> Result<FinishedObject, StorageError> {
         let completed = CompletedMultipartUpload::builder()
             .set_parts(Some(
                 parts
                     .iter()
                     .map(|p| {
-                        CompletedPart::builder()
+                        let b = CompletedPart::builder()
                             .part_number(p.part_number as i32)
-                            .e_tag(&p.etag)
-                            .build()
+                            .e_tag(&p.etag);
+                        match (checksum, &p.checksum) {
+                            (Some(ChecksumAlgorithm::Sha256), Some(c)) => b.checksum_sha256(c),
+                            (Some(ChecksumAlgorithm::Crc32c), Some(c)) => b.checksum_crc32_c(c),
+                            _ => b,
+                        }
+                        .build()
                     })
                     .collect(),
             ))
@@ -327,7 +355,14 @@ impl Storage {
             .send()
             .await
             .map_err(|e| StorageError::from_sdk("CompleteMultipartUpload", e))?;
-        Ok(out.e_tag.unwrap_or_default())
+        Ok(FinishedObject {
+            checksum: out
+                .checksum_sha256()
+                .or(out.checksum_crc32_c())
+                .map(str::to_string),
+            etag: out.e_tag.unwrap_or_default(),
+            size: None,
+        })
     }
 
     /// Aborts the upload; one the provider no longer has counts as done.
@@ -411,6 +446,35 @@ impl Storage {
         Ok(out)
     }
 
+    /// Presigns GetObject for a finished object; `disposition` becomes the
+    /// response's Content-Disposition.
+    pub async fn presign_get_object(
+        &self,
+        key: &ObjectKey,
+        disposition: Option<String>,
+        start: SystemTime,
+        expires_in: Duration,
+    ) -> Result<String, StorageError> {
+        let presigning = PresigningConfig::builder()
+            .start_time(start)
+            .expires_in(expires_in)
+            .build()
+            .map_err(|e| StorageError::Presign {
+                operation: "GetObject",
+                detail: e.to_string(),
+            })?;
+        let req = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key.as_str())
+            .set_response_content_disposition(disposition)
+            .presigned(presigning)
+            .await
+            .map_err(|e| StorageError::from_sdk("GetObject", e))?;
+        Ok(req.uri().to_string())
+    }
+
     /// The finished object at `key`, if there is one.
     #[tracing::instrument(name = "storage.head_object", skip_all, fields(key = key.as_str()))]
     pub async fn head_object(&self, key: &ObjectKey) -> Result<Option<ObjectInfo>, StorageError> {
@@ -429,6 +493,13 @@ impl Storage {
             Err(SdkError::ServiceError(se)) if se.err().is_not_found() => Ok(None),
             Err(e) => Err(StorageError::from_sdk("HeadObject", e)),
         }
+    }
+}
+
+fn sdk_algorithm(a: ChecksumAlgorithm) -> aws_sdk_s3::types::ChecksumAlgorithm {
+    match a {
+        ChecksumAlgorithm::Sha256 => aws_sdk_s3::types::ChecksumAlgorithm::Sha256,
+        ChecksumAlgorithm::Crc32c => aws_sdk_s3::types::ChecksumAlgorithm::Crc32C,
     }
 }
 

@@ -186,7 +186,11 @@ impl Sweeper {
                     &self.db,
                     upload.id,
                     UploadStatus::Expiring,
-                    &obj.etag,
+                    &db::FinishedObject {
+                        etag: obj.etag.clone(),
+                        checksum: None,
+                        size: Some(obj.size),
+                    },
                     &[],
                     Utc::now(),
                 )

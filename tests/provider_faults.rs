@@ -56,8 +56,10 @@ async fn forward(State(p): State<Proxy>, req: Request) -> Response {
     let headers = res.headers().clone();
     let bytes = res.bytes().await.unwrap();
     let mut out = (status, bytes).into_response();
+    let is_head = parts.method == http::Method::HEAD;
     for (k, v) in &headers {
-        if k != http::header::CONTENT_LENGTH && k != http::header::TRANSFER_ENCODING {
+        // A HEAD response's Content-Length describes the object: keep it.
+        if (k != http::header::CONTENT_LENGTH || is_head) && k != http::header::TRANSFER_ENCODING {
             out.headers_mut().insert(k.clone(), v.clone());
         }
     }

@@ -52,6 +52,8 @@ pub struct StoredPart {
     pub part_number: u32,
     pub etag: String,
     pub size: u64,
+    /// The part's checksum (base64), for checksum-bound uploads.
+    pub checksum: Option<String>,
 }
 
 /// A stored part whose size does not fit its place in the plan.
@@ -163,6 +165,7 @@ mod tests {
             part_number: n,
             etag: format!("\"e{n}\""),
             size,
+            checksum: None,
         }
     }
 
@@ -229,8 +232,14 @@ pub struct Upload {
     pub plan: PartPlan,
     pub metadata: BTreeMap<String, String>,
     pub fingerprint: Option<String>,
+    /// Part checksums bound into part URLs, if the client chose an algorithm.
+    pub checksum_algorithm: Option<super::checksum::ChecksumAlgorithm>,
     /// The finished object's ETag (completed uploads).
     pub etag: Option<String>,
+    /// The finished object's composite checksum (`base64-N`), if any.
+    pub checksum: Option<String>,
+    /// The finished object's size as HeadObject reported it.
+    pub object_size: Option<u64>,
     /// The parts the object was completed from (completed uploads).
     pub completed_parts: Option<Vec<StoredPart>>,
     pub created_at: chrono::DateTime<chrono::Utc>,

@@ -2,12 +2,15 @@
 
 use super::extract::{ApiJson, ApiPath, OptionalJson};
 use super::AppState;
-use crate::broker::{ClaimedPart, NewUpload, SignedPart, UploadState};
+use crate::broker::{
+    ConflictingPart, DownloadUrl, NewUpload, PartClaim, PartRequest, SignedPart, UploadState,
+};
+use crate::domain::checksum::ChecksumAlgorithm;
 use crate::domain::request::{ContentType, FileName, Fingerprint, Metadata};
 use crate::domain::upload::{Progress, StoredPart, Upload};
 use crate::error::ApiError;
 use crate::http::auth::Tenant;
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -20,11 +23,12 @@ pub const MAX_PARTS_PER_SIGN: usize = 1000;
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/v1/uploads", post(create))
+        .route("/v1/uploads", post(create).get(find_by_fingerprint))
         .route("/v1/uploads/{token}", get(status).delete(abort))
         .route("/v1/uploads/{token}/parts", post(sign))
         .route("/v1/uploads/{token}/resume", post(resume))
         .route("/v1/uploads/{token}/complete", post(complete))
+        .route("/v1/uploads/{token}/download", post(download))
 }
 
 // ------------------------------------------------------------------ requests
@@ -38,6 +42,7 @@ struct CreateBody {
     part_size: Option<u64>,
     metadata: Option<BTreeMap<String, String>>,
     fingerprint: Option<String>,
+    checksum_algorithm: Option<String>,
 }
 
 impl CreateBody {
@@ -49,6 +54,16 @@ impl CreateBody {
             content_type: ContentType::parse(self.content_type)?,
             metadata: Metadata::parse(self.metadata)?,
             fingerprint: self.fingerprint.map(Fingerprint::parse).transpose()?,
+            checksum_algorithm: self
+                .checksum_algorithm
+                .map(|a| {
+                    ChecksumAlgorithm::parse(&a).ok_or_else(|| {
+                        ApiError::InvalidRequest(format!(
+                            "checksumAlgorithm: {a:?} is not supported; use SHA256 or CRC32C"
+                        ))
+                    })
+                })
+                .transpose()?,
         })
     }
 }
@@ -56,7 +71,44 @@ impl CreateBody {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct SignBody {
-    part_numbers: Vec<u32>,
+    part_numbers: Option<Vec<u32>>,
+    parts: Option<Vec<SignPart>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SignPart {
+    part_number: u32,
+    checksum: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct ResumeBody {
+    parts: Option<Vec<ClaimBody>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ClaimBody {
+    part_number: u32,
+    etag: Option<String>,
+    checksum: Option<String>,
+    size: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct FingerprintQuery {
+    fingerprint: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct DownloadBody {
+    /// `attachment` (default) or `inline`.
+    disposition: Option<String>,
+    /// File name offered to the browser; the upload's filename by default.
+    filename: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -70,6 +122,7 @@ struct CompleteBody {
 struct CompletePart {
     part_number: u32,
     etag: String,
+    checksum: Option<String>,
 }
 
 // ------------------------------------------------------------------ responses
@@ -99,7 +152,17 @@ pub struct UploadResource {
     created_at: String,
     expires_at: String,
     #[serde(skip_serializing_if = "Option::is_none")]
+    checksum_algorithm: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     etag: Option<String>,
+    /// The finished object's composite checksum (`base64-N`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    checksum: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    checksum_type: Option<&'static str>,
+    /// The finished object's size as storage reports it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    object_size: Option<u64>,
 }
 
 impl UploadResource {
@@ -120,7 +183,11 @@ impl UploadResource {
             fingerprint: u.fingerprint.clone(),
             created_at: rfc3339(&u.created_at),
             expires_at: rfc3339(&u.expires_at),
+            checksum_algorithm: u.checksum_algorithm.map(|a| a.as_str()),
             etag: u.etag.clone(),
+            checksum_type: u.checksum.as_ref().map(|_| "COMPOSITE"),
+            checksum: u.checksum.clone(),
+            object_size: u.object_size,
         }
     }
 }
@@ -155,6 +222,8 @@ pub struct UploadedPart {
     part_number: u32,
     etag: String,
     size: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    checksum: Option<String>,
 }
 
 impl From<&StoredPart> for UploadedPart {
@@ -163,6 +232,7 @@ impl From<&StoredPart> for UploadedPart {
             part_number: p.part_number,
             etag: p.etag.clone(),
             size: p.size,
+            checksum: p.checksum.clone(),
         }
     }
 }
@@ -193,6 +263,47 @@ struct ResumeResponse {
     missing_parts: Vec<u32>,
     parts: Vec<PartResource>,
     progress: Progress,
+    /// Stored parts that disagree with what the client said it uploaded.
+    conflicting_parts: Vec<ConflictingPart>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct FoundUpload {
+    #[serde(flatten)]
+    upload: UploadResource,
+    uploaded_parts: Vec<UploadedPart>,
+    missing_parts: Vec<u32>,
+    progress: Progress,
+}
+
+#[derive(Serialize)]
+struct FoundUploads {
+    uploads: Vec<FoundUpload>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct DownloadResponse {
+    url: String,
+    method: &'static str,
+    expires_at: String,
+    etag: String,
+    size: u64,
+    headers: BTreeMap<String, String>,
+}
+
+impl From<DownloadUrl> for DownloadResponse {
+    fn from(d: DownloadUrl) -> Self {
+        Self {
+            url: d.url,
+            method: "GET",
+            expires_at: rfc3339(&d.expires_at),
+            etag: d.etag,
+            size: d.size,
+            headers: BTreeMap::new(),
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -224,24 +335,43 @@ async fn sign(
     ApiPath(token): ApiPath<String>,
     ApiJson(body): ApiJson<SignBody>,
 ) -> Result<Json<PartsResponse>, ApiError> {
-    let n = body.part_numbers.len();
+    let requests: Vec<PartRequest> = match (body.part_numbers, body.parts) {
+        (Some(numbers), None) => numbers
+            .into_iter()
+            .map(|n| PartRequest {
+                part_number: n,
+                checksum: None,
+            })
+            .collect(),
+        (None, Some(parts)) => parts
+            .into_iter()
+            .map(|p| PartRequest {
+                part_number: p.part_number,
+                checksum: Some(p.checksum),
+            })
+            .collect(),
+        _ => {
+            return Err(ApiError::InvalidRequest(
+                "give either partNumbers: [n, …] or parts: [{partNumber, checksum}, …]".into(),
+            ))
+        }
+    };
+    let n = requests.len();
     if n == 0 || n > MAX_PARTS_PER_SIGN {
         return Err(ApiError::InvalidRequest(format!(
             "partNumbers: give 1 to {MAX_PARTS_PER_SIGN} part numbers (got {n})"
         )));
     }
     let mut seen = BTreeSet::new();
-    for &p in &body.part_numbers {
-        if !seen.insert(p) {
+    for r in &requests {
+        if !seen.insert(r.part_number) {
             return Err(ApiError::InvalidRequest(format!(
-                "partNumbers: {p} is repeated"
+                "partNumbers: {} is repeated",
+                r.part_number
             )));
         }
     }
-    let parts = state
-        .broker
-        .sign(&tenant, &token, &body.part_numbers)
-        .await?;
+    let parts = state.broker.sign(&tenant, &token, &requests).await?;
     Ok(Json(PartsResponse {
         parts: parts.into_iter().map(Into::into).collect(),
     }))
@@ -251,14 +381,27 @@ async fn resume(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
     ApiPath(token): ApiPath<String>,
+    OptionalJson(body): OptionalJson<ResumeBody>,
 ) -> Result<Json<ResumeResponse>, ApiError> {
-    let (s, parts) = state.broker.resume(&tenant, &token).await?;
+    let claims: Vec<PartClaim> = body
+        .parts
+        .unwrap_or_default()
+        .into_iter()
+        .map(|c| PartClaim {
+            part_number: c.part_number,
+            etag: c.etag,
+            checksum: c.checksum,
+            size: c.size,
+        })
+        .collect();
+    let (s, parts) = state.broker.resume(&tenant, &token, &claims).await?;
     Ok(Json(ResumeResponse {
         upload: UploadResource::new(&state, &s.upload),
         uploaded_parts: s.uploaded.iter().map(Into::into).collect(),
         missing_parts: s.missing.iter().map(|n| n.get()).collect(),
         parts: parts.into_iter().map(Into::into).collect(),
         progress: s.progress,
+        conflicting_parts: s.conflicting,
     }))
 }
 
@@ -283,9 +426,11 @@ async fn complete(
 ) -> Result<Json<UploadResource>, ApiError> {
     let claimed = body.parts.map(|ps| {
         ps.into_iter()
-            .map(|p| ClaimedPart {
+            .map(|p| PartClaim {
                 part_number: p.part_number,
-                etag: p.etag,
+                etag: Some(p.etag),
+                checksum: p.checksum,
+                size: None,
             })
             .collect::<Vec<_>>()
     });
@@ -311,4 +456,95 @@ async fn abort(
 ) -> Result<StatusCode, ApiError> {
     state.broker.abort(&tenant, &token).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+async fn find_by_fingerprint(
+    State(state): State<AppState>,
+    Tenant(tenant): Tenant,
+    query: Result<Query<FingerprintQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<FoundUploads>, ApiError> {
+    let Ok(Query(q)) = query else {
+        return Err(ApiError::InvalidRequest(
+            "the query string is malformed".into(),
+        ));
+    };
+    let fingerprint = Fingerprint::parse(q.fingerprint.ok_or_else(|| {
+        ApiError::InvalidRequest("fingerprint: the query parameter is required".into())
+    })?)?;
+    let found = state
+        .broker
+        .find_by_fingerprint(&tenant, &fingerprint)
+        .await?;
+    Ok(Json(FoundUploads {
+        uploads: found
+            .iter()
+            .map(|s| FoundUpload {
+                upload: UploadResource::new(&state, &s.upload),
+                uploaded_parts: s.uploaded.iter().map(Into::into).collect(),
+                missing_parts: s.missing.iter().map(|n| n.get()).collect(),
+                progress: s.progress,
+            })
+            .collect(),
+    }))
+}
+
+async fn download(
+    State(state): State<AppState>,
+    Tenant(tenant): Tenant,
+    ApiPath(token): ApiPath<String>,
+    OptionalJson(body): OptionalJson<DownloadBody>,
+) -> Result<Json<DownloadResponse>, ApiError> {
+    let kind = match body.disposition.as_deref() {
+        None | Some("attachment") => "attachment",
+        Some("inline") => "inline",
+        Some(other) => {
+            return Err(ApiError::InvalidRequest(format!(
+                "disposition: {other:?} must be \"attachment\" or \"inline\""
+            )))
+        }
+    };
+    if let Some(f) = &body.filename {
+        FileName::parse(f.clone())?;
+    }
+    let upload = state.broker.load(&tenant, &token).await?;
+    let name = body.filename.unwrap_or(upload.filename);
+    let d = state
+        .broker
+        .download(&tenant, &token, Some(content_disposition(kind, &name)))
+        .await?;
+    Ok(Json(d.into()))
+}
+
+/// `attachment; filename="ascii"; filename*=UTF-8''percent-encoded` (RFC 6266).
+pub fn content_disposition(kind: &str, name: &str) -> String {
+    use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+    // RFC 5987 attr-char: ALPHA / DIGIT / "!#$&+-.^_`|~"
+    const ATTR: &AsciiSet = &NON_ALPHANUMERIC
+        .remove(b'!')
+        .remove(b'#')
+        .remove(b'$')
+        .remove(b'&')
+        .remove(b'+')
+        .remove(b'-')
+        .remove(b'.')
+        .remove(b'^')
+        .remove(b'_')
+        .remove(b'`')
+        .remove(b'|')
+        .remove(b'~');
+    let base = name.rsplit(['/', '\\']).next().unwrap_or(name);
+    let ascii: String = base
+        .chars()
+        .map(|c| {
+            if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!(
+        "{kind}; filename=\"{ascii}\"; filename*=UTF-8''{}",
+        utf8_percent_encode(base, ATTR)
+    )
 }
