@@ -276,6 +276,16 @@ pub struct ServeArgs {
     #[arg(long, env = "BROKER_BODY_LIMIT", value_name = "BROKER_BODY_LIMIT", default_value = "2MiB", value_parser = parse_size)]
     pub body_limit: u64,
 
+    /// Longest a request may take before it answers 408 (work already started,
+    /// such as a completion, still finishes).
+    #[arg(long, env = "BROKER_REQUEST_TIMEOUT", value_name = "BROKER_REQUEST_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    pub request_timeout: Duration,
+
+    /// Most API requests in flight at once; beyond it requests answer 503.
+    #[arg(long, env = "BROKER_MAX_CONCURRENT_REQUESTS", value_name = "BROKER_MAX_CONCURRENT_REQUESTS", default_value_t = 1024,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_concurrent_requests: u32,
+
     /// How long a shutdown waits for requests in flight.
     #[arg(long, env = "BROKER_SHUTDOWN_TIMEOUT", value_name = "BROKER_SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,
@@ -320,6 +330,8 @@ pub struct Config {
     pub part_url_ttl: Duration,
     pub sign_window: u32,
     pub body_limit: usize,
+    pub request_timeout: Duration,
+    pub max_concurrent_requests: usize,
     pub shutdown_timeout: Duration,
     pub migrate: bool,
     /// Zero: no periodic sweep.
@@ -395,6 +407,9 @@ impl ServeArgs {
                 "must be 1s to 7d (the SigV4 limit)",
             ));
         }
+        if self.request_timeout < Duration::from_secs(1) {
+            return Err(cfg_err("BROKER_REQUEST_TIMEOUT", "must be at least 1s"));
+        }
         if !(1..=1000).contains(&self.sign_window) {
             return Err(cfg_err("BROKER_SIGN_WINDOW", "must be 1 to 1000"));
         }
@@ -431,6 +446,8 @@ impl ServeArgs {
             part_url_ttl: self.part_url_ttl,
             sign_window: self.sign_window,
             body_limit: usize::try_from(self.body_limit).unwrap_or(usize::MAX),
+            request_timeout: self.request_timeout,
+            max_concurrent_requests: self.max_concurrent_requests as usize,
             shutdown_timeout: self.shutdown_timeout,
             migrate: !self.no_migrate,
             sweep_interval: self.sweep_interval,

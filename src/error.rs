@@ -44,6 +44,10 @@ pub enum ApiError {
     Storage(StorageError),
     #[error(transparent)]
     Unavailable(DbError),
+    #[error("{0}")]
+    Overloaded(&'static str),
+    #[error("the request took longer than the server allows")]
+    Timeout,
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -66,7 +70,8 @@ impl ApiError {
             Self::TooLarge(_) | Self::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Storage(_) => StatusCode::BAD_GATEWAY,
-            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable(_) | Self::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Timeout => StatusCode::REQUEST_TIMEOUT,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -85,7 +90,8 @@ impl ApiError {
             Self::BodyTooLarge(_) => "BODY_TOO_LARGE",
             Self::UnsupportedMediaType(_) => "UNSUPPORTED_MEDIA_TYPE",
             Self::Storage(_) => "STORAGE_ERROR",
-            Self::Unavailable(_) => "UNAVAILABLE",
+            Self::Unavailable(_) | Self::Overloaded(_) => "UNAVAILABLE",
+            Self::Timeout => "REQUEST_TIMEOUT",
             Self::Internal(_) => "INTERNAL",
         }
     }

@@ -28,6 +28,18 @@ enum Command {
     /// summary; exits 1 if anything failed (safe to re-run: it finishes what a
     /// crashed run left).
     Sweep(Box<SweepArgs>),
+    /// Exit 0 if the broker at BROKER_LISTEN answers /healthz (for container
+    /// health checks; the image has no curl).
+    Healthcheck {
+        /// Address of the broker.
+        #[arg(
+            long,
+            env = "BROKER_LISTEN",
+            value_name = "BROKER_LISTEN",
+            default_value = "127.0.0.1:8080"
+        )]
+        listen: std::net::SocketAddr,
+    },
 }
 
 fn main() -> ExitCode {
@@ -73,6 +85,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => rt.block_on(serve(*args)),
         Command::Migrate(args) => rt.block_on(migrate(args)),
         Command::Sweep(args) => rt.block_on(sweep(*args)),
+        Command::Healthcheck { listen } => rt.block_on(healthcheck(listen)),
     }
 }
 
@@ -224,6 +237,45 @@ async fn sweep(args: SweepArgs) -> ExitCode {
         }
         Err(e) => {
             eprintln!("error: sweep failed: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// A plain HTTP/1.0 GET of /healthz: enough for a liveness probe.
+async fn healthcheck(mut addr: std::net::SocketAddr) -> ExitCode {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    if addr.ip().is_unspecified() {
+        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    let probe = async {
+        let mut s = tokio::net::TcpStream::connect(addr).await?;
+        s.write_all(b"GET /healthz HTTP/1.0\r\nHost: localhost\r\n\r\n")
+            .await?;
+        let mut buf = Vec::new();
+        s.read_to_end(&mut buf).await?;
+        Ok::<_, std::io::Error>(buf)
+    };
+    match tokio::time::timeout(std::time::Duration::from_secs(3), probe).await {
+        Ok(Ok(buf)) if buf.starts_with(b"HTTP/1.0 200") || buf.starts_with(b"HTTP/1.1 200") => {
+            println!("healthy");
+            ExitCode::SUCCESS
+        }
+        Ok(Ok(buf)) => {
+            let line = String::from_utf8_lossy(&buf)
+                .lines()
+                .next()
+                .unwrap_or("")
+                .to_string();
+            eprintln!("unhealthy: {line}");
+            ExitCode::FAILURE
+        }
+        Ok(Err(e)) => {
+            eprintln!("unhealthy: {addr}: {e}");
+            ExitCode::FAILURE
+        }
+        Err(_) => {
+            eprintln!("unhealthy: {addr}: timed out");
             ExitCode::FAILURE
         }
     }

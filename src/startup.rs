@@ -59,6 +59,8 @@ impl Application {
             &HttpSettings {
                 cors_origins: config.cors_origins.clone(),
                 body_limit: config.body_limit,
+                request_timeout: config.request_timeout,
+                max_concurrent_requests: config.max_concurrent_requests,
             },
         );
         let listener = TcpListener::bind(config.listen).await?;

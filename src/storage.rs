@@ -475,6 +475,17 @@ impl Storage {
         Ok(req.uri().to_string())
     }
 
+    /// Whether the bucket is reachable with these credentials (readiness).
+    pub async fn check_bucket(&self) -> Result<(), StorageError> {
+        self.client
+            .head_bucket()
+            .bucket(&self.bucket)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| StorageError::from_sdk("HeadBucket", e))
+    }
+
     /// The finished object at `key`, if there is one.
     #[tracing::instrument(name = "storage.head_object", skip_all, fields(key = key.as_str()))]
     pub async fn head_object(&self, key: &ObjectKey) -> Result<Option<ObjectInfo>, StorageError> {

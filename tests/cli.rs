@@ -264,6 +264,12 @@ async fn migrate_then_serve_then_stop_on_sigterm_with_clean_logs() {
         assert_eq!(meta.permissions().mode() & 0o777, 0o600);
     }
 
+    // The container health check.
+    let (code, out, err) = run(broker()
+        .arg("healthcheck")
+        .env("BROKER_LISTEN", format!("0.0.0.0:{port}")));
+    assert_eq!((code, out.trim()), (0, "healthy"), "{err}");
+
     // SIGTERM: drains and exits 0.
     let pid = child.id().to_string();
     assert!(Command::new("kill")
@@ -283,6 +289,10 @@ async fn migrate_then_serve_then_stop_on_sigterm_with_clean_logs() {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(status.success(), "{status}");
+    let (code, _, err) = run(broker()
+        .arg("healthcheck")
+        .env("BROKER_LISTEN", format!("127.0.0.1:{port}")));
+    assert_eq!(code, 1, "a stopped broker is unhealthy: {err}");
     let logs = log_reader.join().unwrap();
 
     assert!(

@@ -3,11 +3,13 @@
 
 pub mod auth;
 pub mod extract;
+pub mod health;
 pub mod uploads;
 
 use crate::broker::Broker;
 use crate::error::ApiError;
 use auth::{Credentials, HasCredentials};
+use axum::error_handling::HandleErrorLayer;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
@@ -38,6 +40,10 @@ impl HasCredentials for AppState {
 pub struct HttpSettings {
     pub cors_origins: Vec<String>,
     pub body_limit: usize,
+    /// Longest a request may take (408 after).
+    pub request_timeout: Duration,
+    /// Most API requests in flight at once (503 beyond).
+    pub max_concurrent_requests: usize,
 }
 
 /// Internal detail of a failed request, for the log only.
@@ -99,10 +105,22 @@ pub fn router(state: AppState, settings: &HttpSettings) -> Router {
         })
         .on_failure(());
 
-    Router::new()
-        .merge(uploads::router())
+    // The API is limited (time, concurrency); health checks are not, so that an
+    // overloaded instance still answers its orchestrator.
+    let limits = ServiceBuilder::new()
+        .layer(HandleErrorLayer::new(limit_error))
+        .layer(tower::load_shed::LoadShedLayer::new())
+        .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
+            settings.max_concurrent_requests,
+        ))
+        .layer(tower::timeout::TimeoutLayer::new(settings.request_timeout));
+    let api = uploads::router()
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(limits);
+    Router::new()
+        .merge(health::router())
+        .merge(api)
         .with_state(state)
         .layer(DefaultBodyLimit::max(settings.body_limit))
         .layer(
@@ -112,6 +130,16 @@ pub fn router(state: AppState, settings: &HttpSettings) -> Router {
                 .layer(PropagateRequestIdLayer::x_request_id())
                 .layer(cors(&settings.cors_origins)),
         )
+}
+
+async fn limit_error(err: tower::BoxError) -> ApiError {
+    if err.is::<tower::timeout::error::Elapsed>() {
+        ApiError::Timeout
+    } else if err.is::<tower::load_shed::error::Overloaded>() {
+        ApiError::Overloaded("too many requests in flight; try again shortly")
+    } else {
+        ApiError::Internal(format!("middleware: {err}"))
+    }
 }
 
 fn cors(origins: &[String]) -> CorsLayer {

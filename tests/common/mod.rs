@@ -44,6 +44,8 @@ pub struct Options {
     pub body_limit: usize,
     pub cors_origins: Vec<String>,
     pub sweep_interval: Duration,
+    pub request_timeout: Duration,
+    pub max_concurrent_requests: usize,
 }
 
 impl Default for Options {
@@ -59,6 +61,8 @@ impl Default for Options {
             body_limit: 2 * MIB,
             cors_origins: vec!["http://app.example".into()],
             sweep_interval: Duration::ZERO,
+            request_timeout: Duration::from_secs(60),
+            max_concurrent_requests: 1024,
         }
     }
 }
@@ -100,6 +104,8 @@ pub fn test_config(opts: &Options) -> Config {
         part_url_ttl: opts.part_url_ttl,
         sign_window: opts.sign_window,
         body_limit: opts.body_limit,
+        request_timeout: opts.request_timeout,
+        max_concurrent_requests: opts.max_concurrent_requests,
         shutdown_timeout: Duration::from_secs(5),
         migrate: false,
         sweep_interval: opts.sweep_interval,
