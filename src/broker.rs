@@ -245,6 +245,7 @@ impl Broker {
             return Err(e.into());
         }
         tracing::info!(upload_id = %upload.id, parts = plan.part_count(), size = plan.size(), "upload created");
+        crate::metrics::upload_created();
         let first: Vec<(PartNumber, Option<PartChecksum>)> = if upload.checksum_algorithm.is_some()
         {
             Vec::new()
@@ -367,6 +368,7 @@ impl Broker {
                     seconds,
                 )
                 .await?;
+            crate::metrics::part_urls_signed(1);
             out.push(SignedPart {
                 part_number: *n,
                 url: p.url,
@@ -479,7 +481,12 @@ impl Broker {
     /// expired (the client is told 410, never a 502 or a stuck row).
     async fn storage_lost(&self, upload: &Upload) -> Result<(), ApiError> {
         tracing::warn!(upload_id = %upload.id, "the storage provider no longer has this upload; marking it expired");
-        db::mark_expired(&self.inner.db, upload.id, upload.status).await?;
+        if db::mark_expired(&self.inner.db, upload.id, upload.status)
+            .await?
+            .is_some()
+        {
+            crate::metrics::upload_expired("provider_gone");
+        }
         Ok(())
     }
 
@@ -769,6 +776,7 @@ impl Broker {
             }
         }
         tracing::info!(upload_id = %upload.id, parts = r.uploaded.len(), bytes = total, "upload completed");
+        crate::metrics::upload_completed(total);
         Ok(done)
     }
 
@@ -865,6 +873,7 @@ impl Broker {
                         .abort_multipart_upload(&aborted.key, &aborted.provider_upload_id)
                         .await?;
                     tracing::info!(upload_id = %upload.id, ?outcome, "upload aborted");
+                    crate::metrics::upload_aborted();
                     return Ok(());
                 }
             }

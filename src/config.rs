@@ -214,6 +214,10 @@ pub struct ServeArgs {
     )]
     pub listen: SocketAddr,
 
+    /// Serve /metrics on this address instead of the main one.
+    #[arg(long, env = "METRICS_LISTEN", value_name = "METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+
     /// Comma-separated `tenant:key` pairs; each key is a bearer credential of its tenant.
     #[arg(
         long,
@@ -321,6 +325,7 @@ pub struct Config {
     pub database_max_connections: u32,
     pub storage: StorageConfig,
     pub listen: SocketAddr,
+    pub metrics_listen: Option<SocketAddr>,
     pub api_keys: Vec<ApiKey>,
     pub token_secret: Option<Secret<String>>,
     pub token_secret_file: Option<std::path::PathBuf>,
@@ -434,6 +439,7 @@ impl ServeArgs {
             database_url,
             database_max_connections: self.database.database_max_connections.max(1),
             listen: self.listen,
+            metrics_listen: self.metrics_listen,
             api_keys,
             token_secret: self.token_secret.clone().map(Secret::new),
             token_secret_file: self.token_secret_file.clone(),

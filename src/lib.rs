@@ -9,6 +9,7 @@ pub mod db;
 pub mod domain;
 pub mod error;
 pub mod http;
+pub mod metrics;
 pub mod secret_file;
 pub mod startup;
 pub mod storage;

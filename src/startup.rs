@@ -19,6 +19,8 @@ pub const COMPLETION_LEASE: Duration = Duration::from_secs(300);
 pub struct Application {
     listener: TcpListener,
     router: axum::Router,
+    /// A separate listener for /metrics (METRICS_LISTEN).
+    metrics: Option<(TcpListener, axum::Router)>,
     shutdown_timeout: Duration,
     sweeper: Option<(Sweeper, Duration)>,
 }
@@ -50,9 +52,17 @@ impl Application {
         if credentials.is_empty() {
             tracing::warn!("BROKER_API_KEYS is empty: every /v1 request will answer 401");
         }
+        crate::metrics::handle(); // installs the recorder
         let state = AppState {
             broker,
             credentials: Arc::new(credentials),
+        };
+        let metrics = match config.metrics_listen {
+            Some(addr) => Some((
+                TcpListener::bind(addr).await?,
+                api::metrics_route::router().with_state(state.clone()),
+            )),
+            None => None,
         };
         let router = api::router(
             state,
@@ -61,12 +71,14 @@ impl Application {
                 body_limit: config.body_limit,
                 request_timeout: config.request_timeout,
                 max_concurrent_requests: config.max_concurrent_requests,
+                metrics_on_main_port: config.metrics_listen.is_none(),
             },
         );
         let listener = TcpListener::bind(config.listen).await?;
         Ok(Self {
             listener,
             router,
+            metrics,
             shutdown_timeout: config.shutdown_timeout,
             sweeper,
         })
@@ -80,6 +92,11 @@ impl Application {
         self.listener.local_addr()
     }
 
+    /// Where /metrics is served when METRICS_LISTEN is set.
+    pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
+        self.metrics.as_ref().and_then(|(l, _)| l.local_addr().ok())
+    }
+
     /// Serves until `shutdown` resolves, then drains requests in flight for at
     /// most the shutdown timeout.
     pub async fn run_until(
@@ -91,6 +108,9 @@ impl Application {
             let _ = rx.wait_for(|stop| *stop).await;
         });
         let mut server = tokio::spawn(serve.into_future());
+        let metrics_server = self
+            .metrics
+            .map(|(l, r)| tokio::spawn(async move { axum::serve(l, r).await }));
         // The periodic sweep; dropping it mid-batch is safe (claims are leased).
         let sweep = self
             .sweeper
@@ -102,6 +122,9 @@ impl Application {
         let _ = tx.send(true);
         if let Some(s) = sweep {
             s.abort();
+        }
+        if let Some(m) = metrics_server {
+            m.abort();
         }
         match tokio::time::timeout(self.shutdown_timeout, server).await {
             Ok(joined) => joined.map_err(std::io::Error::other)?,

@@ -196,16 +196,19 @@ impl Storage {
                 .checksum_algorithm(sdk_algorithm(alg))
                 .checksum_type(ChecksumType::Composite);
         }
-        let out = req
+        let call = req
             .set_metadata(Some(
                 metadata
                     .iter()
                     .map(|(k, v)| (k.clone(), v.clone()))
                     .collect(),
             ))
-            .send()
-            .await
-            .map_err(|e| StorageError::from_sdk("CreateMultipartUpload", e))?;
+            .send();
+        let out = observed("CreateMultipartUpload", async {
+            call.await
+                .map_err(|e| StorageError::from_sdk("CreateMultipartUpload", e))
+        })
+        .await?;
         out.upload_id
             .filter(|id| !id.is_empty())
             .ok_or_else(|| StorageError::Provider {
@@ -273,17 +276,19 @@ impl Storage {
         let mut marker: Option<String> = None;
         let mut pages = 0u32;
         loop {
-            let out = self
-                .client
-                .list_parts()
-                .bucket(&self.bucket)
-                .key(key.as_str())
-                .upload_id(upload_id)
-                .max_parts(self.list_parts_page_size)
-                .set_part_number_marker(marker.take())
-                .send()
-                .await
-                .map_err(|e| StorageError::from_sdk("ListParts", e))?;
+            let out = observed("ListParts", async {
+                self.client
+                    .list_parts()
+                    .bucket(&self.bucket)
+                    .key(key.as_str())
+                    .upload_id(upload_id)
+                    .max_parts(self.list_parts_page_size)
+                    .set_part_number_marker(marker.take())
+                    .send()
+                    .await
+                    .map_err(|e| StorageError::from_sdk("ListParts", e))
+            })
+            .await?;
             pages += 1;
             for p in out.parts() {
                 let (Some(n), Some(etag)) = (p.part_number(), p.e_tag()) else {
@@ -345,16 +350,18 @@ impl Storage {
                     .collect(),
             ))
             .build();
-        let out = self
-            .client
-            .complete_multipart_upload()
-            .bucket(&self.bucket)
-            .key(key.as_str())
-            .upload_id(upload_id)
-            .multipart_upload(completed)
-            .send()
-            .await
-            .map_err(|e| StorageError::from_sdk("CompleteMultipartUpload", e))?;
+        let out = observed("CompleteMultipartUpload", async {
+            self.client
+                .complete_multipart_upload()
+                .bucket(&self.bucket)
+                .key(key.as_str())
+                .upload_id(upload_id)
+                .multipart_upload(completed)
+                .send()
+                .await
+                .map_err(|e| StorageError::from_sdk("CompleteMultipartUpload", e))
+        })
+        .await?;
         Ok(FinishedObject {
             checksum: out
                 .checksum_sha256()
@@ -372,15 +379,18 @@ impl Storage {
         key: &ObjectKey,
         upload_id: &str,
     ) -> Result<AbortOutcome, StorageError> {
-        match self
+        let call = self
             .client
             .abort_multipart_upload()
             .bucket(&self.bucket)
             .key(key.as_str())
             .upload_id(upload_id)
-            .send()
-            .await
-            .map_err(|e| StorageError::from_sdk("AbortMultipartUpload", e))
+            .send();
+        match observed("AbortMultipartUpload", async {
+            call.await
+                .map_err(|e| StorageError::from_sdk("AbortMultipartUpload", e))
+        })
+        .await
         {
             Ok(_) => Ok(AbortOutcome::Aborted),
             Err(StorageError::NoSuchUpload) => Ok(AbortOutcome::AlreadyGone),
@@ -398,16 +408,18 @@ impl Storage {
         let (mut key_marker, mut id_marker): (Option<String>, Option<String>) = (None, None);
         let mut pages = 0u32;
         loop {
-            let page = self
-                .client
-                .list_multipart_uploads()
-                .bucket(&self.bucket)
-                .prefix(prefix)
-                .set_key_marker(key_marker.take())
-                .set_upload_id_marker(id_marker.take())
-                .send()
-                .await
-                .map_err(|e| StorageError::from_sdk("ListMultipartUploads", e))?;
+            let page = observed("ListMultipartUploads", async {
+                self.client
+                    .list_multipart_uploads()
+                    .bucket(&self.bucket)
+                    .prefix(prefix)
+                    .set_key_marker(key_marker.take())
+                    .set_upload_id_marker(id_marker.take())
+                    .send()
+                    .await
+                    .map_err(|e| StorageError::from_sdk("ListMultipartUploads", e))
+            })
+            .await?;
             pages += 1;
             for u in page.uploads() {
                 let (Some(key), Some(id)) = (u.key(), u.upload_id()) else {
@@ -477,33 +489,35 @@ impl Storage {
 
     /// Whether the bucket is reachable with these credentials (readiness).
     pub async fn check_bucket(&self) -> Result<(), StorageError> {
-        self.client
-            .head_bucket()
-            .bucket(&self.bucket)
-            .send()
-            .await
-            .map(|_| ())
-            .map_err(|e| StorageError::from_sdk("HeadBucket", e))
+        let call = self.client.head_bucket().bucket(&self.bucket).send();
+        observed("HeadBucket", async {
+            call.await
+                .map(|_| ())
+                .map_err(|e| StorageError::from_sdk("HeadBucket", e))
+        })
+        .await
     }
 
     /// The finished object at `key`, if there is one.
     #[tracing::instrument(name = "storage.head_object", skip_all, fields(key = key.as_str()))]
     pub async fn head_object(&self, key: &ObjectKey) -> Result<Option<ObjectInfo>, StorageError> {
-        match self
+        let call = self
             .client
             .head_object()
             .bucket(&self.bucket)
             .key(key.as_str())
-            .send()
-            .await
-        {
-            Ok(out) => Ok(Some(ObjectInfo {
-                size: u64::try_from(out.content_length.unwrap_or(0)).unwrap_or(0),
-                etag: out.e_tag.unwrap_or_default(),
-            })),
-            Err(SdkError::ServiceError(se)) if se.err().is_not_found() => Ok(None),
-            Err(e) => Err(StorageError::from_sdk("HeadObject", e)),
-        }
+            .send();
+        observed("HeadObject", async {
+            match call.await {
+                Ok(out) => Ok(Some(ObjectInfo {
+                    size: u64::try_from(out.content_length.unwrap_or(0)).unwrap_or(0),
+                    etag: out.e_tag.unwrap_or_default(),
+                })),
+                Err(SdkError::ServiceError(se)) if se.err().is_not_found() => Ok(None),
+                Err(e) => Err(StorageError::from_sdk("HeadObject", e)),
+            }
+        })
+        .await
     }
 }
 
@@ -512,6 +526,23 @@ fn sdk_algorithm(a: ChecksumAlgorithm) -> aws_sdk_s3::types::ChecksumAlgorithm {
         ChecksumAlgorithm::Sha256 => aws_sdk_s3::types::ChecksumAlgorithm::Sha256,
         ChecksumAlgorithm::Crc32c => aws_sdk_s3::types::ChecksumAlgorithm::Crc32C,
     }
+}
+
+/// Runs one provider call, recording its outcome and latency.
+async fn observed<T>(
+    operation: &'static str,
+    call: impl std::future::Future<Output = Result<T, StorageError>>,
+) -> Result<T, StorageError> {
+    let start = std::time::Instant::now();
+    let r = call.await;
+    let outcome = match &r {
+        Ok(_) => "ok",
+        Err(StorageError::NoSuchUpload) => "no_such_upload",
+        Err(StorageError::Unreachable { .. }) => "unreachable",
+        Err(_) => "error",
+    };
+    crate::metrics::storage_call(operation, outcome, start.elapsed());
+    r
 }
 
 /// A next marker must move past the parts seen so far, or paging would loop.

@@ -159,6 +159,7 @@ impl Sweeper {
         {
             AbortOutcome::Aborted => {
                 db::finish_expired(&self.db, upload.id).await?;
+                crate::metrics::upload_expired("sweep");
                 tracing::info!(upload_id = %upload.id, "expired upload aborted");
                 Ok(Outcome::Aborted)
             }
@@ -168,6 +169,7 @@ impl Sweeper {
                     return Ok(done);
                 }
                 db::finish_expired(&self.db, upload.id).await?;
+                crate::metrics::upload_expired("sweep");
                 tracing::info!(upload_id = %upload.id, "expired upload was already gone at the provider");
                 Ok(Outcome::AlreadyGone)
             }
@@ -258,6 +260,9 @@ impl Sweeper {
         if let Some(grace) = opts.orphans_older_than {
             let orphans = self.scan_orphans(clock(), grace, opts.dry_run).await?;
             report.add(&orphans);
+        }
+        if !opts.dry_run {
+            crate::metrics::sweep_run(&report);
         }
         Ok(report)
     }

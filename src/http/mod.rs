@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod extract;
 pub mod health;
+pub mod metrics_route;
 pub mod uploads;
 
 use crate::broker::Broker;
@@ -44,6 +45,27 @@ pub struct HttpSettings {
     pub request_timeout: Duration,
     /// Most API requests in flight at once (503 beyond).
     pub max_concurrent_requests: usize,
+    /// Serve `/metrics` here (otherwise on `METRICS_LISTEN`).
+    pub metrics_on_main_port: bool,
+}
+
+/// Counts and times every request by its route template.
+async fn record_metrics(req: Request, next: axum::middleware::Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".into());
+    let method = req.method().clone();
+    let start = std::time::Instant::now();
+    let res = next.run(req).await;
+    crate::metrics::http_request(
+        method.as_str(),
+        &route,
+        res.status().as_u16(),
+        start.elapsed(),
+    );
+    res
 }
 
 /// Internal detail of a failed request, for the log only.
@@ -118,9 +140,12 @@ pub fn router(state: AppState, settings: &HttpSettings) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(limits);
-    Router::new()
-        .merge(health::router())
-        .merge(api)
+    let mut router = Router::new().merge(health::router()).merge(api);
+    if settings.metrics_on_main_port {
+        router = router.merge(metrics_route::router());
+    }
+    router
+        .layer(axum::middleware::from_fn(record_metrics))
         .with_state(state)
         .layer(DefaultBodyLimit::max(settings.body_limit))
         .layer(

@@ -46,6 +46,8 @@ pub struct Options {
     pub sweep_interval: Duration,
     pub request_timeout: Duration,
     pub max_concurrent_requests: usize,
+    /// Serve /metrics on a port of its own.
+    pub metrics_listen: bool,
 }
 
 impl Default for Options {
@@ -63,12 +65,15 @@ impl Default for Options {
             sweep_interval: Duration::ZERO,
             request_timeout: Duration::from_secs(60),
             max_concurrent_requests: 1024,
+            metrics_listen: false,
         }
     }
 }
 
 pub struct TestApp {
     pub base: String,
+    /// Where /metrics is, when it has a port of its own.
+    pub metrics_base: Option<String>,
     pub http: reqwest::Client,
     pub s3: S3,
     pub bucket: String,
@@ -92,6 +97,7 @@ pub fn test_config(opts: &Options) -> Config {
             list_parts_page_size: opts.list_parts_page_size,
         },
         listen: "127.0.0.1:0".parse().unwrap(),
+        metrics_listen: opts.metrics_listen.then(|| "127.0.0.1:0".parse().unwrap()),
         api_keys: parse_api_keys(&format!("tenant-a:{KEY_A},tenant-b:{KEY_B}")).unwrap(),
         token_secret: None,
         token_secret_file: None,
@@ -176,9 +182,11 @@ impl TestApp {
             .await
             .expect("app builds");
         let base = format!("http://127.0.0.1:{}", app.port());
+        let metrics_base = app.metrics_addr().map(|a| format!("http://{a}"));
         tokio::spawn(app.run_until(std::future::pending()));
         Self {
             base,
+            metrics_base,
             http: reqwest::Client::new(),
             s3,
             bucket: config.storage.bucket.clone(),

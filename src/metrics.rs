@@ -1,0 +1,90 @@
+//! Prometheus metrics, through the `metrics` facade and its Prometheus exporter.
+//! Labels are fixed vocabularies (route templates, operation names, outcomes):
+//! never a token, key or raw path.
+
+use metrics::{counter, gauge, histogram};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+const BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
+
+/// The process-wide recorder, installed on first use.
+pub fn handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            PrometheusBuilder::new()
+                .set_buckets(BUCKETS)
+                .expect("bucket list is not empty")
+                .install_recorder()
+                .expect("the only metrics recorder of the process")
+        })
+        .clone()
+}
+
+pub fn http_request(method: &str, route: &str, status: u16, took: Duration) {
+    let (method, route) = (method.to_string(), route.to_string());
+    counter!("upload_broker_http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status.to_string()).increment(1);
+    histogram!("upload_broker_http_request_duration_seconds", "method" => method, "route" => route)
+        .record(took.as_secs_f64());
+}
+
+pub fn storage_call(operation: &'static str, outcome: &'static str, took: Duration) {
+    counter!("upload_broker_storage_requests_total", "operation" => operation, "outcome" => outcome).increment(1);
+    histogram!("upload_broker_storage_request_duration_seconds", "operation" => operation)
+        .record(took.as_secs_f64());
+}
+
+pub fn upload_created() {
+    counter!("upload_broker_uploads_created_total").increment(1);
+}
+
+pub fn upload_completed(bytes: u64) {
+    counter!("upload_broker_uploads_completed_total").increment(1);
+    counter!("upload_broker_completed_bytes_total").increment(bytes);
+}
+
+pub fn upload_aborted() {
+    counter!("upload_broker_uploads_aborted_total").increment(1);
+}
+
+/// `reason`: `sweep` (past its expiry) or `provider_gone` (aborted behind our back).
+pub fn upload_expired(reason: &'static str) {
+    counter!("upload_broker_uploads_expired_total", "reason" => reason).increment(1);
+}
+
+pub fn part_urls_signed(n: usize) {
+    counter!("upload_broker_part_urls_signed_total").increment(n as u64);
+}
+
+pub fn sweep_run(report: &crate::sweep::SweepReport) {
+    counter!("upload_broker_sweep_runs_total").increment(1);
+    for (outcome, n) in [
+        ("aborted", report.aborted),
+        ("already_gone", report.already_gone),
+        ("recovered_completed", report.recovered_completed),
+        ("failed", report.failed),
+    ] {
+        counter!("upload_broker_sweep_uploads_total", "outcome" => outcome).increment(n);
+    }
+    counter!("upload_broker_sweep_records_deleted_total").increment(report.deleted);
+    for (outcome, n) in [
+        ("found", report.orphans_found),
+        ("aborted", report.orphans_aborted),
+        ("failed", report.orphans_failed),
+    ] {
+        counter!("upload_broker_sweep_orphans_total", "outcome" => outcome).increment(n);
+    }
+}
+
+pub fn db_pool(pool: &sqlx::PgPool) {
+    let size = pool.size() as f64;
+    let idle = pool.num_idle() as f64;
+    gauge!("upload_broker_db_pool_connections", "state" => "idle").set(idle);
+    gauge!("upload_broker_db_pool_connections", "state" => "in_use").set((size - idle).max(0.0));
+    gauge!("upload_broker_db_pool_max_connections")
+        .set(pool.options().get_max_connections() as f64);
+}
