@@ -112,6 +112,21 @@ stop_localstack() {
   fi
 }
 
+# A small venv for Python tools the checks use (the OpenAPI validator).
+TOOLS_VENV="$CACHE_DIR/tools-venv"
+TOOLS_STAMP="openapi-spec-validator==0.9.0"
+ensure_tools_venv() {
+  if [ -x "$TOOLS_VENV/bin/openapi-spec-validator" ] && [ "$(cat "$TOOLS_VENV/.stamp" 2>/dev/null)" = "$TOOLS_STAMP" ]; then
+    return 0
+  fi
+  log "Installing $TOOLS_STAMP into $TOOLS_VENV (once; cached)"
+  rm -rf "$TOOLS_VENV"
+  mkdir -p "$CACHE_DIR"
+  python3 -m venv "$TOOLS_VENV"
+  "$TOOLS_VENV/bin/pip" install -q --disable-pip-version-check "$TOOLS_STAMP"
+  echo "$TOOLS_STAMP" > "$TOOLS_VENV/.stamp"
+}
+
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }

@@ -24,3 +24,8 @@ AWS_ENDPOINT_URL="$S3_ENDPOINT" "$LS_VENV/bin/python" localstack/init/ready.d/10
 
 log "Running cargo test (Postgres: $DATABASE_URL, S3: $S3_ENDPOINT)"
 cargo test --locked "$@"
+
+log "Validating the OpenAPI document with openapi-spec-validator"
+ensure_tools_venv
+target/debug/upload-broker openapi > target/openapi.json
+"$TOOLS_VENV/bin/openapi-spec-validator" target/openapi.json

@@ -67,7 +67,7 @@ pub struct PartClaim {
 }
 
 /// A stored part that disagrees with what the client says it uploaded.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ConflictingPart {
     pub part_number: u32,

@@ -17,6 +17,8 @@ pub enum ApiError {
     Unauthorized,
     #[error("not found")]
     NotFound,
+    #[error("no such route")]
+    NoRoute,
     #[error("method not allowed")]
     MethodNotAllowed,
     #[error("the upload is {}", .0.as_str())]
@@ -61,7 +63,7 @@ impl ApiError {
         match self {
             Self::InvalidRequest(_) => StatusCode::BAD_REQUEST,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
-            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::NotFound | Self::NoRoute => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::NotActive(_) | Self::PartsMissing { .. } | Self::PartMismatch { .. } => {
                 StatusCode::CONFLICT
@@ -80,7 +82,7 @@ impl ApiError {
         match self {
             Self::InvalidRequest(_) => "INVALID_REQUEST",
             Self::Unauthorized => "UNAUTHORIZED",
-            Self::NotFound => "NOT_FOUND",
+            Self::NotFound | Self::NoRoute => "NOT_FOUND",
             Self::MethodNotAllowed => "METHOD_NOT_ALLOWED",
             Self::NotActive(_) => "UPLOAD_NOT_ACTIVE",
             Self::PartsMissing { .. } => "PARTS_MISSING",

@@ -28,6 +28,8 @@ enum Command {
     /// summary; exits 1 if anything failed (safe to re-run: it finishes what a
     /// crashed run left).
     Sweep(Box<SweepArgs>),
+    /// Print the OpenAPI 3.1 document of the API (as served at /openapi.json).
+    Openapi,
     /// Exit 0 if the broker at BROKER_LISTEN answers /healthz (for container
     /// health checks; the image has no curl).
     Healthcheck {
@@ -86,6 +88,11 @@ fn main() -> ExitCode {
         Command::Migrate(args) => rt.block_on(migrate(args)),
         Command::Sweep(args) => rt.block_on(sweep(*args)),
         Command::Healthcheck { listen } => rt.block_on(healthcheck(listen)),
+        Command::Openapi => {
+            let doc = upload_broker::http::openapi::document();
+            println!("{}", doc.to_pretty_json().expect("the document serializes"));
+            ExitCode::SUCCESS
+        }
     }
 }
 

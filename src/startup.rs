@@ -60,7 +60,10 @@ impl Application {
         let metrics = match config.metrics_listen {
             Some(addr) => Some((
                 TcpListener::bind(addr).await?,
-                api::metrics_route::router().with_state(state.clone()),
+                api::metrics_route::router()
+                    .split_for_parts()
+                    .0
+                    .with_state(state.clone()),
             )),
             None => None,
         };

@@ -12,7 +12,10 @@ use std::collections::BTreeMap;
 /// The value of a sample `name{labels}` (labels in any order), 0 if absent.
 fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
     let want: BTreeMap<&str, &str> = labels.iter().copied().collect();
-    for line in text.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()) {
+    for line in text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+    {
         let (series, value) = line.rsplit_once(' ').unwrap();
         let (n, lab) = match series.split_once('{') {
             Some((n, rest)) => (n, rest.trim_end_matches('}')),

@@ -116,7 +116,7 @@ impl Reconciliation {
 }
 
 /// `progress` in responses.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Progress {
     pub uploaded_bytes: u64,

@@ -2,27 +2,33 @@
 
 use super::AppState;
 use axum::extract::State;
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use http::StatusCode;
 use serde_json::{json, Value};
 use std::time::Duration;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// How long readiness waits for each dependency.
 pub const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
 }
 
 /// The process is up and serving; no dependency is checked.
+#[utoipa::path(get, path = "/healthz", tag = "operations", summary = "Liveness (no dependencies, no credential)",
+    responses((status = 200, description = "{\"status\": \"ok\"}")))]
 pub async fn healthz() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
 /// Postgres and the bucket are reachable, each within a short timeout.
+#[utoipa::path(get, path = "/readyz", tag = "operations", summary = "Readiness: Postgres and the bucket (no credential)",
+    responses((status = 200, description = "{\"status\": \"ready\", \"checks\": {\"database\": \"ok\", \"storage\": \"ok\"}}"),
+        (status = 503, description = "UNAVAILABLE, with checks naming what failed", body = super::openapi::ErrorBody)))]
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     let broker = &state.broker;
     let (db, storage) = tokio::join!(

@@ -5,6 +5,7 @@ pub mod auth;
 pub mod extract;
 pub mod health;
 pub mod metrics_route;
+pub mod openapi;
 pub mod uploads;
 
 use crate::broker::Broker;
@@ -83,8 +84,28 @@ impl IntoResponse for ApiError {
     }
 }
 
-async fn not_found() -> ApiError {
-    ApiError::NotFound
+async fn no_route() -> ApiError {
+    ApiError::NoRoute
+}
+
+/// The routers of the API, health and metrics, and the OpenAPI document they
+/// were declared with.
+fn parts() -> (
+    Router<AppState>,
+    Router<AppState>,
+    Router<AppState>,
+    utoipa::openapi::OpenApi,
+) {
+    use utoipa::OpenApi as _;
+    let (api, mut doc) =
+        utoipa_axum::router::OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+            .merge(uploads::router())
+            .split_for_parts();
+    let (health, health_doc) = health::router().split_for_parts();
+    let (metrics, metrics_doc) = metrics_route::router().split_for_parts();
+    doc.merge(health_doc);
+    doc.merge(metrics_doc);
+    (api, health, metrics, doc)
 }
 
 async fn method_not_allowed() -> ApiError {
@@ -136,13 +157,29 @@ pub fn router(state: AppState, settings: &HttpSettings) -> Router {
             settings.max_concurrent_requests,
         ))
         .layer(tower::timeout::TimeoutLayer::new(settings.request_timeout));
-    let api = uploads::router()
-        .fallback(not_found)
+    let (api, health, metrics, doc) = parts();
+    let doc_json = std::sync::Arc::new(doc.to_pretty_json().expect("the document serializes"));
+    let api = api
+        .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(limits);
-    let mut router = Router::new().merge(health::router()).merge(api);
+    let mut router = Router::new()
+        .merge(health)
+        .route(
+            "/openapi.json",
+            axum::routing::get(move || {
+                let doc = doc_json.clone();
+                async move {
+                    (
+                        [(header::CONTENT_TYPE, "application/json")],
+                        doc.as_str().to_owned(),
+                    )
+                }
+            }),
+        )
+        .merge(api);
     if settings.metrics_on_main_port {
-        router = router.merge(metrics_route::router());
+        router = router.merge(metrics);
     }
     router
         .layer(axum::middleware::from_fn(record_metrics))

@@ -1,6 +1,7 @@
 //! The native API's upload routes (`/v1/uploads`).
 
 use super::extract::{ApiJson, ApiPath, OptionalJson};
+use super::openapi::ErrorBody;
 use super::AppState;
 use crate::broker::{
     ConflictingPart, DownloadUrl, NewUpload, PartClaim, PartRequest, SignedPart, UploadState,
@@ -11,29 +12,32 @@ use crate::domain::upload::{Progress, StoredPart, Upload};
 use crate::error::ApiError;
 use crate::http::auth::Tenant;
 use axum::extract::{Query, State};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use chrono::{DateTime, SecondsFormat, Utc};
 use http::StatusCode;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// Most part numbers one `…/parts` call may ask for.
 pub const MAX_PARTS_PER_SIGN: usize = 1000;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/uploads", post(create).get(find_by_fingerprint))
-        .route("/v1/uploads/{token}", get(status).delete(abort))
-        .route("/v1/uploads/{token}/parts", post(sign))
-        .route("/v1/uploads/{token}/resume", post(resume))
-        .route("/v1/uploads/{token}/complete", post(complete))
-        .route("/v1/uploads/{token}/download", post(download))
+/// The routes and their OpenAPI description, from one declaration each.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create, find_by_fingerprint))
+        .routes(routes!(status, abort))
+        .routes(routes!(sign))
+        .routes(routes!(resume))
+        .routes(routes!(complete))
+        .routes(routes!(download))
 }
 
 // ------------------------------------------------------------------ requests
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct CreateBody {
     filename: String,
@@ -68,27 +72,27 @@ impl CreateBody {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct SignBody {
     part_numbers: Option<Vec<u32>>,
     parts: Option<Vec<SignPart>>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct SignPart {
     part_number: u32,
     checksum: String,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct ResumeBody {
     parts: Option<Vec<ClaimBody>>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct ClaimBody {
     part_number: u32,
@@ -97,12 +101,14 @@ struct ClaimBody {
     size: Option<u64>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct FingerprintQuery {
+    /// The fingerprint given at create.
     fingerprint: Option<String>,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct DownloadBody {
     /// `attachment` (default) or `inline`.
@@ -111,13 +117,13 @@ struct DownloadBody {
     filename: Option<String>,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct CompleteBody {
     parts: Option<Vec<CompletePart>>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct CompletePart {
     part_number: u32,
@@ -132,7 +138,7 @@ pub fn rfc3339(t: &DateTime<Utc>) -> String {
 }
 
 /// The upload resource of the contract.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct UploadResource {
     id: String,
@@ -192,7 +198,7 @@ impl UploadResource {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PartResource {
     part_number: u32,
@@ -216,7 +222,7 @@ impl From<SignedPart> for PartResource {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct UploadedPart {
     part_number: u32,
@@ -237,7 +243,7 @@ impl From<&StoredPart> for UploadedPart {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct CreateResponse {
     #[serde(flatten)]
@@ -245,7 +251,7 @@ struct CreateResponse {
     parts: Vec<PartResource>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct StatusResponse {
     #[serde(flatten)]
@@ -254,7 +260,7 @@ struct StatusResponse {
     progress: Progress,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct ResumeResponse {
     #[serde(flatten)]
@@ -267,7 +273,7 @@ struct ResumeResponse {
     conflicting_parts: Vec<ConflictingPart>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct FoundUpload {
     #[serde(flatten)]
@@ -277,12 +283,12 @@ struct FoundUpload {
     progress: Progress,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct FoundUploads {
     uploads: Vec<FoundUpload>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct DownloadResponse {
     url: String,
@@ -306,13 +312,19 @@ impl From<DownloadUrl> for DownloadResponse {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct PartsResponse {
     parts: Vec<PartResource>,
 }
 
 // ------------------------------------------------------------------ handlers
 
+#[utoipa::path(post, path = "/v1/uploads", security(("bearer" = [])), tag = "uploads",
+    summary = "Create an upload",
+    description = "Creates the multipart upload at the provider, plans its parts, records it, and signs the first parts (none for checksum-bound uploads).",
+    request_body = CreateBody,
+    responses((status = 201, description = "The upload and the first presigned parts", body = CreateResponse),
+        (status = 400, description = "INVALID_REQUEST: malformed JSON or an invalid field", body = ErrorBody), (status = 413, description = "BODY_TOO_LARGE: the request body is over the limit", body = ErrorBody), (status = 415, description = "UNSUPPORTED_MEDIA_TYPE: the body is not application/json", body = ErrorBody), (status = 413, description = "TOO_LARGE: size over the configured or the provider's maximum", body = ErrorBody), (status = 401, description = "UNAUTHORIZED: no or unknown credential", body = ErrorBody), (status = 503, description = "UNAVAILABLE: the database is unreachable, or too many requests in flight", body = ErrorBody), (status = 408, description = "REQUEST_TIMEOUT: the request took too long", body = ErrorBody), (status = 502, description = "STORAGE_ERROR: the storage provider failed or refused", body = ErrorBody)))]
 async fn create(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
@@ -329,6 +341,11 @@ async fn create(
     ))
 }
 
+#[utoipa::path(post, path = "/v1/uploads/{token}/parts", params(("token" = String, Path, description = "The upload's resume token")), security(("bearer" = [])), tag = "uploads",
+    summary = "Presign part URLs",
+    request_body = SignBody,
+    responses((status = 200, description = "Presigned UploadPart URLs", body = PartsResponse),
+        (status = 400, description = "INVALID_REQUEST: malformed JSON or an invalid field", body = ErrorBody), (status = 413, description = "BODY_TOO_LARGE: the request body is over the limit", body = ErrorBody), (status = 415, description = "UNSUPPORTED_MEDIA_TYPE: the body is not application/json", body = ErrorBody), (status = 404, description = "NOT_FOUND: unknown resume token, or another tenant's", body = ErrorBody), (status = 410, description = "UPLOAD_EXPIRED: past expiresAt, or the provider no longer has the upload", body = ErrorBody), (status = 409, description = "UPLOAD_NOT_ACTIVE: the upload is completed or aborted", body = ErrorBody), (status = 401, description = "UNAUTHORIZED: no or unknown credential", body = ErrorBody), (status = 503, description = "UNAVAILABLE: the database is unreachable, or too many requests in flight", body = ErrorBody), (status = 408, description = "REQUEST_TIMEOUT: the request took too long", body = ErrorBody), (status = 502, description = "STORAGE_ERROR: the storage provider failed or refused", body = ErrorBody)))]
 async fn sign(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
@@ -377,6 +394,11 @@ async fn sign(
     }))
 }
 
+#[utoipa::path(post, path = "/v1/uploads/{token}/resume", params(("token" = String, Path, description = "The upload's resume token")), security(("bearer" = [])), tag = "uploads",
+    summary = "Resume: reconcile with the provider and sign the first missing parts",
+    request_body(content = ResumeBody, description = "Optional: what the client believes it uploaded"),
+    responses((status = 200, description = "Uploaded and missing parts, URLs for the first missing ones", body = ResumeResponse),
+        (status = 400, description = "INVALID_REQUEST: malformed JSON or an invalid field", body = ErrorBody), (status = 413, description = "BODY_TOO_LARGE: the request body is over the limit", body = ErrorBody), (status = 415, description = "UNSUPPORTED_MEDIA_TYPE: the body is not application/json", body = ErrorBody), (status = 404, description = "NOT_FOUND: unknown resume token, or another tenant's", body = ErrorBody), (status = 410, description = "UPLOAD_EXPIRED: past expiresAt, or the provider no longer has the upload", body = ErrorBody), (status = 409, description = "UPLOAD_NOT_ACTIVE: the upload is completed or aborted", body = ErrorBody), (status = 401, description = "UNAUTHORIZED: no or unknown credential", body = ErrorBody), (status = 503, description = "UNAVAILABLE: the database is unreachable, or too many requests in flight", body = ErrorBody), (status = 408, description = "REQUEST_TIMEOUT: the request took too long", body = ErrorBody), (status = 502, description = "STORAGE_ERROR: the storage provider failed or refused", body = ErrorBody)))]
 async fn resume(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
@@ -405,6 +427,10 @@ async fn resume(
     }))
 }
 
+#[utoipa::path(get, path = "/v1/uploads/{token}", params(("token" = String, Path, description = "The upload's resume token")), security(("bearer" = [])), tag = "uploads",
+    summary = "An upload's status, reconciled with the provider",
+    responses((status = 200, description = "The upload, its uploaded parts and progress", body = StatusResponse),
+        (status = 404, description = "NOT_FOUND: unknown resume token, or another tenant's", body = ErrorBody), (status = 410, description = "UPLOAD_EXPIRED: past expiresAt, or the provider no longer has the upload", body = ErrorBody), (status = 401, description = "UNAUTHORIZED: no or unknown credential", body = ErrorBody), (status = 503, description = "UNAVAILABLE: the database is unreachable, or too many requests in flight", body = ErrorBody), (status = 408, description = "REQUEST_TIMEOUT: the request took too long", body = ErrorBody), (status = 502, description = "STORAGE_ERROR: the storage provider failed or refused", body = ErrorBody)))]
 async fn status(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
@@ -418,6 +444,11 @@ async fn status(
     }))
 }
 
+#[utoipa::path(post, path = "/v1/uploads/{token}/complete", params(("token" = String, Path, description = "The upload's resume token")), security(("bearer" = [])), tag = "uploads",
+    summary = "Complete the upload (idempotent, exactly once)",
+    request_body(content = CompleteBody, description = "Optional: parts whose ETags (and checksums) must match storage"),
+    responses((status = 200, description = "The completed upload with the object's etag", body = UploadResource),
+        (status = 400, description = "INVALID_REQUEST: malformed JSON or an invalid field", body = ErrorBody), (status = 413, description = "BODY_TOO_LARGE: the request body is over the limit", body = ErrorBody), (status = 415, description = "UNSUPPORTED_MEDIA_TYPE: the body is not application/json", body = ErrorBody), (status = 404, description = "NOT_FOUND: unknown resume token, or another tenant's", body = ErrorBody), (status = 410, description = "UPLOAD_EXPIRED: past expiresAt, or the provider no longer has the upload", body = ErrorBody), (status = 409, description = "UPLOAD_NOT_ACTIVE (aborted), PARTS_MISSING (missingParts lists them) or PART_MISMATCH", body = ErrorBody), (status = 401, description = "UNAUTHORIZED: no or unknown credential", body = ErrorBody), (status = 503, description = "UNAVAILABLE: the database is unreachable, or too many requests in flight", body = ErrorBody), (status = 408, description = "REQUEST_TIMEOUT: the request took too long", body = ErrorBody), (status = 502, description = "STORAGE_ERROR: the storage provider failed or refused", body = ErrorBody)))]
 async fn complete(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
@@ -449,6 +480,10 @@ async fn complete(
     Ok(Json(UploadResource::new(&state, &upload)))
 }
 
+#[utoipa::path(delete, path = "/v1/uploads/{token}", params(("token" = String, Path, description = "The upload's resume token")), security(("bearer" = [])), tag = "uploads",
+    summary = "Abort an upload",
+    responses((status = 204, description = "Aborted (also when it already was)"),
+        (status = 404, description = "NOT_FOUND: unknown resume token, or another tenant's", body = ErrorBody), (status = 410, description = "UPLOAD_EXPIRED: past expiresAt, or the provider no longer has the upload", body = ErrorBody), (status = 409, description = "UPLOAD_NOT_ACTIVE: the upload is completed or being completed", body = ErrorBody), (status = 401, description = "UNAUTHORIZED: no or unknown credential", body = ErrorBody), (status = 503, description = "UNAVAILABLE: the database is unreachable, or too many requests in flight", body = ErrorBody), (status = 408, description = "REQUEST_TIMEOUT: the request took too long", body = ErrorBody), (status = 502, description = "STORAGE_ERROR: the storage provider failed or refused", body = ErrorBody)))]
 async fn abort(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
@@ -458,6 +493,10 @@ async fn abort(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(get, path = "/v1/uploads", security(("bearer" = [])), tag = "uploads", params(FingerprintQuery),
+    summary = "Find active uploads by fingerprint",
+    responses((status = 200, description = "The tenant's active uploads of this fingerprint, newest first", body = FoundUploads),
+        (status = 400, description = "INVALID_REQUEST: fingerprint missing or invalid", body = ErrorBody), (status = 401, description = "UNAUTHORIZED: no or unknown credential", body = ErrorBody), (status = 503, description = "UNAVAILABLE: the database is unreachable, or too many requests in flight", body = ErrorBody), (status = 408, description = "REQUEST_TIMEOUT: the request took too long", body = ErrorBody), (status = 502, description = "STORAGE_ERROR: the storage provider failed or refused", body = ErrorBody)))]
 async fn find_by_fingerprint(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
@@ -488,6 +527,11 @@ async fn find_by_fingerprint(
     }))
 }
 
+#[utoipa::path(post, path = "/v1/uploads/{token}/download", params(("token" = String, Path, description = "The upload's resume token")), security(("bearer" = [])), tag = "uploads",
+    summary = "A short-lived presigned GET of a completed upload",
+    request_body(content = DownloadBody, description = "Optional"),
+    responses((status = 200, description = "A presigned GET URL; Range and If-Match work on it", body = DownloadResponse),
+        (status = 400, description = "INVALID_REQUEST: malformed JSON or an invalid field", body = ErrorBody), (status = 413, description = "BODY_TOO_LARGE: the request body is over the limit", body = ErrorBody), (status = 415, description = "UNSUPPORTED_MEDIA_TYPE: the body is not application/json", body = ErrorBody), (status = 404, description = "NOT_FOUND: unknown resume token, or another tenant's", body = ErrorBody), (status = 410, description = "UPLOAD_EXPIRED: past expiresAt, or the provider no longer has the upload", body = ErrorBody), (status = 409, description = "UPLOAD_NOT_ACTIVE: the upload is not completed", body = ErrorBody), (status = 401, description = "UNAUTHORIZED: no or unknown credential", body = ErrorBody), (status = 503, description = "UNAVAILABLE: the database is unreachable, or too many requests in flight", body = ErrorBody), (status = 408, description = "REQUEST_TIMEOUT: the request took too long", body = ErrorBody), (status = 502, description = "STORAGE_ERROR: the storage provider failed or refused", body = ErrorBody)))]
 async fn download(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,

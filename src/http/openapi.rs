@@ -1,0 +1,80 @@
+//! The OpenAPI 3.1 document, generated from the code: the handlers' own
+//! annotations (registered with their routes by utoipa-axum) and the types
+//! they read and write.
+
+use serde::Serialize;
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::{Modify, OpenApi, ToSchema};
+
+/// Every error: `{"error": {"code", "message", …}}`.
+#[derive(Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ErrorDetail {
+    pub code: ErrorCode,
+    pub message: String,
+    /// PARTS_MISSING (and PART_MISMATCH for wrong sizes): the parts to upload.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub missing_parts: Option<Vec<u32>>,
+    /// UPLOAD_NOT_ACTIVE: the upload's status.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+}
+
+/// The stable error codes.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ErrorCode {
+    InvalidRequest,
+    Unauthorized,
+    NotFound,
+    MethodNotAllowed,
+    UploadNotActive,
+    PartsMissing,
+    PartMismatch,
+    UploadExpired,
+    TooLarge,
+    BodyTooLarge,
+    UnsupportedMediaType,
+    RequestTimeout,
+    StorageError,
+    Unavailable,
+    Internal,
+}
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        let components = doc.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "upload-broker",
+        description = "Resumable, direct-to-storage multipart uploads to S3 and Cloudflare R2. Contract: api-v1.md.",
+        version = "1"
+    ),
+    components(schemas(ErrorBody, ErrorDetail, ErrorCode)),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "uploads", description = "The native API (bearer credential required)"),
+        (name = "operations", description = "Health, readiness and metrics (no credential)")
+    )
+)]
+pub struct ApiDoc;
+
+/// The whole document, as served at `/openapi.json`.
+pub fn document() -> utoipa::openapi::OpenApi {
+    super::parts().3
+}
