@@ -22,8 +22,28 @@ export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1
 export BROKER_CORS_ORIGINS="http://app.example"
 AWS_ENDPOINT_URL="$S3_ENDPOINT" "$LS_VENV/bin/python" localstack/init/ready.d/10-create-bucket.py >&2
 
+export UPLOAD_BROKER_TEST_LOG_DIR="$ROOT/target/test-logs"
+rm -rf "$UPLOAD_BROKER_TEST_LOG_DIR"
+
 log "Running cargo test (Postgres: $DATABASE_URL, S3: $S3_ENDPOINT)"
 cargo test --locked "$@"
+
+if [ "$#" -gt 0 ]; then
+  log "A partial run ($*): the whole-run log secrecy check is skipped"
+else
+log "Checking the logs of the whole run for secrets"
+# First prove the check catches what it looks for.
+planted="$(mktemp -d)"
+for secret in "AQGh_SJQMnN6hnue87RXqBPtlk6ztll4__AUVh2EH_UGkJvynUcDXcIwkb80TPfRig" \
+              "X-Amz-Signature=98eb4715a7" "Bearer key-of-tenant-a"; do
+  { for _ in $(seq 1 120); do echo '{"route":"/v1/uploads/{token}/complete"}'; done; echo "{\"msg\":\"$secret\"}"; } > "$planted/t.log"
+  if bash scripts/check-log-secrecy.sh "$planted" >/dev/null 2>&1; then
+    die "the log secrecy check missed a planted secret ($secret)"
+  fi
+done
+rm -rf "$planted"
+bash scripts/check-log-secrecy.sh "$UPLOAD_BROKER_TEST_LOG_DIR"
+fi
 
 log "Validating the OpenAPI document with openapi-spec-validator"
 ensure_tools_venv

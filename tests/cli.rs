@@ -198,6 +198,7 @@ async fn migrate_then_serve_then_stop_on_sigterm_with_clean_logs() {
         .env("BROKER_API_KEYS", format!("acme:{api_key}"))
         .env("STATE_DIRECTORY", &state_dir)
         .env("RUST_LOG", "debug")
+        .env("LOG_FORMAT", "json")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()

@@ -138,6 +138,32 @@ pub async fn s3_client() -> S3 {
     Storage::connect(&cfg.storage).await.sdk_client().clone()
 }
 
+/// With UPLOAD_BROKER_TEST_LOG_DIR set (scripts/test.sh sets it), every test
+/// process writes the broker's logs, JSON at debug level, to a file there; the
+/// script then checks the logs of the whole run for secrets.
+fn init_test_logging() {
+    static INIT: std::sync::Once = std::sync::Once::new();
+    INIT.call_once(|| {
+        let Ok(dir) = std::env::var("UPLOAD_BROKER_TEST_LOG_DIR") else { return };
+        std::fs::create_dir_all(&dir).unwrap();
+        let exe = std::env::current_exe().unwrap();
+        let name = format!("{}-{}.log", exe.file_name().unwrap().to_string_lossy(), std::process::id());
+        let file = std::fs::File::create(std::path::Path::new(&dir).join(name)).unwrap();
+        // The broker's own crates and the SDK and HTTP layers it runs on; not the
+        // test's HTTP client, which handles the secrets on purpose.
+        let filter = tracing_subscriber::EnvFilter::new(
+            "info,upload_broker=trace,aws_smithy_runtime=debug,aws_sdk_s3=debug,aws_config=debug,tower_http=debug,sqlx=debug,reqwest=off,hyper_util=off",
+        );
+        let _ = tracing_subscriber::fmt()
+            .json()
+            .with_current_span(true)
+            .with_span_list(true)
+            .with_env_filter(filter)
+            .with_writer(std::sync::Mutex::new(file))
+            .try_init();
+    });
+}
+
 async fn check_localstack() {
     let url = format!("{}/_localstack/health", endpoint());
     let res = reqwest::get(&url)
@@ -174,6 +200,7 @@ impl TestApp {
     }
 
     pub async fn spawn_with(pool: PgPool, opts: Options) -> Self {
+        init_test_logging();
         check_localstack().await;
         let s3 = s3_client().await;
         let config = test_config(&opts);
