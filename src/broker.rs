@@ -77,12 +77,30 @@ pub struct ConflictingPart {
     pub stored: String,
 }
 
+/// How a request names an upload: by resume token (the native API), or by
+/// the provider's upload id and the object key (the Companion-compatible API).
+#[derive(Debug, Clone)]
+pub enum UploadRef {
+    Token(String),
+    Provider { upload_id: String, key: String },
+}
+
+/// The parts a completion is asked for.
+#[derive(Debug, Clone)]
+pub enum CompleteWith {
+    /// Native: complete from ListParts; claimed parts, if any, must match it.
+    Listed(Option<Vec<PartClaim>>),
+    /// Companion: exactly these parts (number and ETag), checked against ListParts.
+    Given(Vec<PartClaim>),
+}
+
 /// A presigned part URL as clients see it.
 #[derive(Debug, Clone)]
 pub struct SignedPart {
     pub part_number: PartNumber,
     pub url: String,
-    pub size: u64,
+    /// Bytes to PUT; unknown for uploads without a declared size.
+    pub size: Option<u64>,
     pub expires_at: DateTime<Utc>,
     pub headers: BTreeMap<String, String>,
 }
@@ -227,7 +245,7 @@ impl Broker {
             provider_upload_id,
             filename: req.filename.as_str().to_string(),
             content_type: req.content_type.as_str().to_string(),
-            plan,
+            plan: Some(plan),
             metadata: req.metadata.as_map().clone(),
             fingerprint: req.fingerprint.map(|f| f.as_str().to_string()),
             checksum_algorithm: req.checksum_algorithm,
@@ -279,14 +297,34 @@ impl Broker {
 
     // ------------------------------------------------------------ load
 
-    /// The upload a token names, if it is the tenant's. Expired uploads answer 410.
+    /// The upload a resume token names, if it is the tenant's. Expired uploads answer 410.
     pub async fn load(&self, tenant: &str, token: &str) -> Result<Upload, ApiError> {
-        let id = self.inner.tokens.verify(token).ok_or(ApiError::NotFound)?;
-        tracing::Span::current().record("upload_id", tracing::field::display(id));
-        let upload = db::get_upload(&self.inner.db, id)
+        self.load_ref(tenant, &UploadRef::Token(token.to_string()))
+            .await
+    }
+
+    /// The upload a reference names, if it is the tenant's: 404 otherwise,
+    /// exactly as for one that does not exist. Expired uploads answer 410.
+    pub async fn load_ref(&self, tenant: &str, r: &UploadRef) -> Result<Upload, ApiError> {
+        let upload = match r {
+            UploadRef::Token(token) => {
+                let id = self.inner.tokens.verify(token).ok_or(ApiError::NotFound)?;
+                db::get_upload(&self.inner.db, id)
+                    .await?
+                    // Tokens are only ever handed out for uploads with a plan.
+                    .filter(|u| u.plan.is_some())
+            }
+            UploadRef::Provider { upload_id, key } => db::get_by_provider_upload_id(
+                &self.inner.db,
+                self.inner.storage.bucket(),
+                upload_id,
+            )
             .await?
-            .filter(|u| u.tenant == tenant)
-            .ok_or(ApiError::NotFound)?;
+            .filter(|u| u.key.as_str() == key),
+        }
+        .filter(|u| u.tenant == tenant)
+        .ok_or(ApiError::NotFound)?;
+        tracing::Span::current().record("upload_id", tracing::field::display(upload.id));
         if upload.is_expired(Self::now()) {
             return Err(ApiError::Expired(EXPIRED_MESSAGE));
         }
@@ -309,20 +347,14 @@ impl Broker {
     pub async fn sign(
         &self,
         tenant: &str,
-        token: &str,
+        upload: &UploadRef,
         requests: &[PartRequest],
     ) -> Result<Vec<SignedPart>, ApiError> {
-        let upload = self.load(tenant, token).await?;
+        let upload = self.load_ref(tenant, upload).await?;
         Self::require_active(&upload)?;
         let mut parts = Vec::with_capacity(requests.len());
         for r in requests {
-            let n = upload.plan.part(r.part_number).ok_or_else(|| {
-                ApiError::InvalidRequest(format!(
-                    "part {} is out of range; this upload has parts 1 to {}",
-                    r.part_number,
-                    upload.plan.part_count()
-                ))
-            })?;
+            let n = part_of(&upload, r.part_number)?;
             let checksum = match (upload.checksum_algorithm, &r.checksum) {
                 (Some(alg), Some(c)) => Some(PartChecksum::parse(alg, c).map_err(|e| {
                     ApiError::InvalidRequest(format!("parts: part {}: {e}", r.part_number))
@@ -372,7 +404,7 @@ impl Broker {
             out.push(SignedPart {
                 part_number: *n,
                 url: p.url,
-                size: upload.plan.part_len(*n),
+                size: upload.plan.map(|p| p.part_len(*n)),
                 expires_at,
                 headers: p.headers,
             });
@@ -408,8 +440,8 @@ impl Broker {
     // ------------------------------------------------------------ status and resume
 
     /// The upload with what the provider holds of it.
-    pub async fn status(&self, tenant: &str, token: &str) -> Result<UploadState, ApiError> {
-        let upload = self.load(tenant, token).await?;
+    pub async fn status(&self, tenant: &str, upload: &UploadRef) -> Result<UploadState, ApiError> {
+        let upload = self.load_ref(tenant, upload).await?;
         self.state_of(upload).await
     }
 
@@ -445,14 +477,29 @@ impl Broker {
             }
         }
     }
-
     fn reconciled(upload: Upload, stored: &[StoredPart]) -> UploadState {
-        let r = Reconciliation::new(&upload.plan, stored);
+        let Some(plan) = upload.plan else {
+            // No plan to hold the parts against: report them as they are.
+            let progress = Progress::new(
+                stored.iter().map(|p| p.size).sum(),
+                0,
+                stored.len() as u32,
+                0,
+            );
+            return UploadState {
+                uploaded: stored.to_vec(),
+                missing: Vec::new(),
+                progress,
+                upload,
+                conflicting: Vec::new(),
+            };
+        };
+        let r = Reconciliation::new(&plan, stored);
         if !r.wrong_size.is_empty() {
             tracing::warn!(upload_id = %upload.id, parts = ?r.wrong_size, "stored parts with a size that does not fit the plan");
         }
         UploadState {
-            progress: r.progress(&upload.plan),
+            progress: r.progress(&plan),
             uploaded: r.uploaded,
             missing: r.missing,
             upload,
@@ -462,14 +509,12 @@ impl Broker {
 
     fn finished(upload: Upload) -> UploadState {
         let uploaded = upload.completed_parts.clone().unwrap_or_default();
-        let plan = upload.plan;
+        let (size, count) = upload
+            .plan
+            .map(|p| (p.size(), p.part_count()))
+            .unwrap_or((upload.object_size.unwrap_or(0), uploaded.len() as u32));
         UploadState {
-            progress: Progress::new(
-                plan.size(),
-                plan.size(),
-                plan.part_count(),
-                plan.part_count(),
-            ),
+            progress: Progress::new(size, size, count, count),
             uploaded,
             missing: Vec::new(),
             upload,
@@ -504,13 +549,7 @@ impl Broker {
         let upload = self.load(tenant, token).await?;
         Self::require_active(&upload)?;
         for c in claims {
-            if upload.plan.part(c.part_number).is_none() {
-                return Err(ApiError::InvalidRequest(format!(
-                    "parts: part {} is out of range; this upload has parts 1 to {}",
-                    c.part_number,
-                    upload.plan.part_count()
-                )));
-            }
+            part_of(&upload, c.part_number)?;
         }
         let mut state = self.state_of(upload).await?;
         Self::require_active(&state.upload)?;
@@ -520,19 +559,20 @@ impl Broker {
             let bad: Vec<u32> = state.conflicting.iter().map(|c| c.part_number).collect();
             state.uploaded.retain(|p| !bad.contains(&p.part_number));
             for n in &bad {
-                if let Some(n) = state.upload.plan.part(*n) {
+                if let Some(n) = state.upload.plan.and_then(|p| p.part(*n)) {
                     state.missing.push(n);
                 }
             }
             state.missing.sort();
             state.missing.dedup();
-            let plan = state.upload.plan;
-            state.progress = Progress::new(
-                state.uploaded.iter().map(|p| p.size).sum(),
-                plan.size(),
-                state.uploaded.len() as u32,
-                plan.part_count(),
-            );
+            if let Some(plan) = state.upload.plan {
+                state.progress = Progress::new(
+                    state.uploaded.iter().map(|p| p.size).sum(),
+                    plan.size(),
+                    state.uploaded.len() as u32,
+                    plan.part_count(),
+                );
+            }
         }
         let window: Vec<(PartNumber, Option<PartChecksum>)> =
             if state.upload.checksum_algorithm.is_some() {
@@ -589,36 +629,30 @@ impl Broker {
     pub async fn complete(
         &self,
         tenant: &str,
-        token: &str,
-        claimed: Option<Vec<PartClaim>>,
+        upload: UploadRef,
+        with: CompleteWith,
     ) -> Result<Upload, ApiError> {
         let this = self.clone();
-        let (tenant, token) = (tenant.to_string(), token.to_string());
-        spawn_to_end(async move {
-            this.complete_inner(&tenant, &token, claimed.as_deref())
-                .await
-        })
-        .await
+        let tenant = tenant.to_string();
+        spawn_to_end(async move { this.complete_inner(&tenant, &upload, &with).await }).await
     }
 
     async fn complete_inner(
         &self,
         tenant: &str,
-        token: &str,
-        claimed: Option<&[PartClaim]>,
+        r: &UploadRef,
+        with: &CompleteWith,
     ) -> Result<Upload, ApiError> {
         let lease = self.inner.settings.completion_lease;
         let deadline = tokio::time::Instant::now() + lease + Duration::from_secs(5);
+        let claims = match with {
+            CompleteWith::Listed(c) => c.as_deref().unwrap_or_default(),
+            CompleteWith::Given(c) => c.as_slice(),
+        };
         loop {
-            let upload = self.load(tenant, token).await?;
-            for p in claimed.unwrap_or_default() {
-                if upload.plan.part(p.part_number).is_none() {
-                    return Err(ApiError::InvalidRequest(format!(
-                        "parts: part {} is out of range; this upload has parts 1 to {}",
-                        p.part_number,
-                        upload.plan.part_count()
-                    )));
-                }
+            let upload = self.load_ref(tenant, r).await?;
+            for p in claims {
+                part_of(&upload, p.part_number)?;
             }
             match upload.status {
                 UploadStatus::Completed => return Ok(upload),
@@ -643,7 +677,15 @@ impl Broker {
             else {
                 continue; // someone else moved it first; look again
             };
-            let result = self.complete_claimed(&mine, claimed).await;
+            let result = match (mine.plan, with) {
+                (Some(plan), CompleteWith::Listed(claimed)) => {
+                    self.complete_claimed(&mine, plan, claimed.as_deref()).await
+                }
+                (plan, CompleteWith::Given(given)) => self.complete_given(&mine, plan, given).await,
+                (None, CompleteWith::Listed(_)) => Err(ApiError::Internal(
+                    "a native completion of an upload without a plan".into(),
+                )),
+            };
             if result.is_err() {
                 // Completable again, unless it was settled as completed or expired.
                 db::release_completion(&self.inner.db, mine.id).await?;
@@ -651,10 +693,10 @@ impl Broker {
             return result;
         }
     }
-
     async fn complete_claimed(
         &self,
         upload: &Upload,
+        plan: PartPlan,
         claimed: Option<&[PartClaim]>,
     ) -> Result<Upload, ApiError> {
         let storage = &self.inner.storage;
@@ -666,7 +708,7 @@ impl Broker {
             Err(StorageError::NoSuchUpload) => return self.recover_gone(upload).await,
             Err(e) => return Err(e.into()),
         };
-        let r = Reconciliation::new(&upload.plan, &stored);
+        let r = Reconciliation::new(&plan, &stored);
         if let Some(claimed) = claimed {
             let mismatched = conflicts(&stored, claimed);
             if !mismatched.is_empty() {
@@ -710,17 +752,142 @@ impl Broker {
             }
         }
         let total: u64 = r.uploaded.iter().map(|p| p.size).sum();
-        if total != upload.plan.size() {
+        if total != plan.size() {
             return Err(ApiError::Internal(format!(
                 "parts add up to {total}, not {}",
-                upload.plan.size()
+                plan.size()
             )));
         }
+        self.finish(upload, plan, &r.uploaded, None).await
+    }
+
+    /// Companion-style completion: exactly the given parts, each matching what
+    /// storage holds, numbered 1 to N, all but the last of one size of at
+    /// least 5 MiB (what S3 and R2 accept), and fitting the plan if there is one.
+    async fn complete_given(
+        &self,
+        upload: &Upload,
+        plan: Option<PartPlan>,
+        given: &[PartClaim],
+    ) -> Result<Upload, ApiError> {
+        let storage = &self.inner.storage;
+        let stored = match storage
+            .list_parts(&upload.key, &upload.provider_upload_id)
+            .await
+        {
+            Ok(stored) => stored,
+            Err(StorageError::NoSuchUpload) => return self.recover_gone(upload).await,
+            Err(e) => return Err(e.into()),
+        };
+        let by_number: BTreeMap<u32, &StoredPart> =
+            stored.iter().map(|p| (p.part_number, p)).collect();
+        let mut given: Vec<PartClaim> = given.to_vec();
+        given.sort_by_key(|p| p.part_number);
+        if given.is_empty() {
+            return Err(ApiError::InvalidRequest(
+                "parts: at least one part is needed".into(),
+            ));
+        }
+        let missing: Vec<u32> = given
+            .iter()
+            .filter(|g| !by_number.contains_key(&g.part_number))
+            .map(|g| g.part_number)
+            .collect();
+        if !missing.is_empty() {
+            return Err(ApiError::PartsMissing {
+                missing,
+                wrong_size: Vec::new(),
+            });
+        }
+        let mismatched = conflicts(&stored, &given);
+        if !mismatched.is_empty() {
+            let numbers: Vec<u32> = mismatched.iter().map(|c| c.part_number).collect();
+            return Err(ApiError::PartMismatch {
+                message: format!(
+                    "part(s) {numbers:?} in storage do not match the given {}",
+                    mismatched[0].field
+                ),
+                wrong_size: Vec::new(),
+                etag_mismatch: numbers,
+            });
+        }
+        if given
+            .iter()
+            .enumerate()
+            .any(|(i, g)| g.part_number != i as u32 + 1)
+        {
+            return Err(ApiError::InvalidRequest(
+                "parts: part numbers must run from 1 without gaps".into(),
+            ));
+        }
+        let parts: Vec<StoredPart> = given
+            .iter()
+            .map(|g| by_number[&g.part_number].clone())
+            .collect();
+        let total: u64 = parts.iter().map(|p| p.size).sum();
+        let part_size = parts[0].size;
+        let (last, rest) = parts.split_last().expect("at least one part");
+        if let Some(bad) = rest
+            .iter()
+            .find(|p| p.size != part_size || p.size < crate::domain::part_plan::MIN_PART_SIZE)
+        {
+            return Err(ApiError::PartMismatch {
+                message: format!(
+                    "part {} is {} bytes: all parts but the last must have the same size, at least 5 MiB",
+                    bad.part_number, bad.size
+                ),
+                wrong_size: Vec::new(),
+                etag_mismatch: vec![bad.part_number],
+            });
+        }
+        if last.size > part_size {
+            return Err(ApiError::PartMismatch {
+                message: format!(
+                    "the last part ({} bytes) is larger than the others",
+                    last.size
+                ),
+                wrong_size: Vec::new(),
+                etag_mismatch: vec![last.part_number],
+            });
+        }
+        let learned =
+            PartPlan::from_stored(total, part_size, parts.len() as u32).ok_or_else(|| {
+                ApiError::InvalidRequest("parts: an empty upload cannot be completed".into())
+            })?;
+        if let Some(plan) = plan {
+            if plan != learned {
+                return Err(ApiError::PartMismatch {
+                    message: format!(
+                        "the parts add up to {total} bytes in {} parts; the upload declared {} bytes in {}",
+                        parts.len(),
+                        plan.size(),
+                        plan.part_count()
+                    ),
+                    wrong_size: Vec::new(),
+                    etag_mismatch: Vec::new(),
+                });
+            }
+        }
+        self.finish(upload, learned, &parts, plan.is_none().then_some(learned))
+            .await
+    }
+
+    /// Completes at the provider with exactly `parts`, verifies the object's
+    /// size, and records the completion.
+    async fn finish(
+        &self,
+        upload: &Upload,
+        plan: PartPlan,
+        parts: &[StoredPart],
+        learned: Option<PartPlan>,
+    ) -> Result<Upload, ApiError> {
+        let storage = &self.inner.storage;
+        let total = plan.size();
         let mut object = match storage
             .complete_multipart_upload(
                 &upload.key,
                 &upload.provider_upload_id,
-                &r.uploaded,
+                parts,
                 upload.checksum_algorithm,
             )
             .await
@@ -750,20 +917,21 @@ impl Broker {
         // Verify the object itself: its size must be the declared size.
         let head = storage.head_object(&upload.key).await;
         object.size = head.as_ref().ok().and_then(|h| h.as_ref().map(|h| h.size));
-        let done = db::finish_completion(
+        let done = db::finish_completion_with_plan(
             &self.inner.db,
             upload.id,
             UploadStatus::Completing,
             &object,
-            &r.uploaded,
+            parts,
             Self::now(),
+            learned,
         )
         .await?
         .ok_or_else(|| ApiError::Internal("the completion lease was lost".into()))?;
         match head {
-            Ok(Some(h)) if h.size == upload.plan.size() => {}
+            Ok(Some(h)) if h.size == total => {}
             Ok(found) => {
-                tracing::error!(upload_id = %upload.id, size = ?found.map(|h| h.size), expected = upload.plan.size(),
+                tracing::error!(upload_id = %upload.id, size = ?found.map(|h| h.size), expected = total,
                     "the completed object does not have the declared size");
                 return Err(ApiError::Storage(StorageError::Provider {
                     operation: "HeadObject",
@@ -775,7 +943,7 @@ impl Broker {
                 tracing::warn!(upload_id = %upload.id, error = %e, "could not verify the completed object's size")
             }
         }
-        tracing::info!(upload_id = %upload.id, parts = r.uploaded.len(), bytes = total, "upload completed");
+        tracing::info!(upload_id = %upload.id, parts = parts.len(), bytes = total, "upload completed");
         crate::metrics::upload_completed(total);
         Ok(done)
     }
@@ -785,7 +953,7 @@ impl Broker {
     /// Otherwise the upload is gone at the provider: it has expired.
     async fn recover_gone(&self, upload: &Upload) -> Result<Upload, ApiError> {
         if let Some(obj) = self.inner.storage.head_object(&upload.key).await? {
-            if obj.size == upload.plan.size() {
+            if upload.plan.is_none_or(|p| obj.size == p.size()) {
                 tracing::warn!(upload_id = %upload.id, "provider upload already completed; recording it");
                 let object = FinishedObject {
                     etag: obj.etag,
@@ -806,6 +974,96 @@ impl Broker {
         }
         self.storage_lost(upload).await?;
         Err(ApiError::Expired(GONE_AT_PROVIDER_MESSAGE))
+    }
+    // ------------------------------------------------------------ companion
+
+    /// Creates an upload without a declared size (the Companion-compatible
+    /// API): its plan is learned from the parts at completion.
+    pub async fn create_open(
+        &self,
+        tenant: &str,
+        filename: FileName,
+        content_type: ContentType,
+        metadata: Metadata,
+    ) -> Result<Upload, ApiError> {
+        let this = self.clone();
+        let tenant = tenant.to_string();
+        spawn_to_end(async move {
+            let s = &this.inner.settings;
+            let now = Self::now().trunc_subsecs(3);
+            let id = Uuid::now_v7();
+            let key = ObjectKey::for_upload(&s.key_prefix, now, id, filename.as_str());
+            let storage = &this.inner.storage;
+            let provider_upload_id = storage
+                .create_multipart_upload(&key, &content_type, &metadata, None)
+                .await?;
+            let upload = Upload {
+                id,
+                tenant,
+                status: UploadStatus::Active,
+                bucket: storage.bucket().to_string(),
+                key,
+                provider_upload_id,
+                filename: filename.as_str().to_string(),
+                content_type: content_type.as_str().to_string(),
+                plan: None,
+                metadata: metadata.as_map().clone(),
+                fingerprint: None,
+                checksum_algorithm: None,
+                etag: None,
+                checksum: None,
+                object_size: None,
+                completed_parts: None,
+                created_at: now,
+                expires_at: now
+                    + chrono::Duration::from_std(s.upload_ttl).unwrap_or(chrono::Duration::days(7)),
+                lease_until: None,
+            };
+            if let Err(e) = db::insert_upload(&this.inner.db, &upload).await {
+                this.abort_orphan(&upload).await;
+                return Err(e.into());
+            }
+            tracing::info!(upload_id = %upload.id, "upload created (companion)");
+            crate::metrics::upload_created();
+            Ok(upload)
+        })
+        .await
+    }
+
+    /// Every part storage holds for an active upload, as ListParts reports it.
+    pub async fn list_stored_parts(
+        &self,
+        tenant: &str,
+        r: &UploadRef,
+    ) -> Result<Vec<StoredPart>, ApiError> {
+        let upload = self.load_ref(tenant, r).await?;
+        Self::require_active(&upload)?;
+        match self
+            .inner
+            .storage
+            .list_parts(&upload.key, &upload.provider_upload_id)
+            .await
+        {
+            Ok(parts) => Ok(parts),
+            Err(StorageError::NoSuchUpload) => {
+                self.storage_lost(&upload).await?;
+                Err(ApiError::Expired(GONE_AT_PROVIDER_MESSAGE))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Where a finished object lives (what S3 reports as `Location`).
+    pub fn object_location(&self, upload: &Upload) -> String {
+        self.inner.storage.object_url(&upload.key)
+    }
+
+    /// How long part URLs signed now for this upload live, in seconds.
+    pub fn part_url_seconds(&self, upload: &Upload) -> Result<u64, ApiError> {
+        Ok(self
+            .url_validity(upload, self.inner.settings.part_url_ttl)?
+            .1
+            .as_secs())
     }
 
     // ------------------------------------------------------------ download
@@ -832,22 +1090,25 @@ impl Broker {
             url,
             expires_at,
             etag: upload.etag.clone().unwrap_or_default(),
-            size: upload.object_size.unwrap_or(upload.plan.size()),
+            size: upload
+                .object_size
+                .or(upload.plan.map(|p| p.size()))
+                .unwrap_or(0),
         })
     }
 
     // ------------------------------------------------------------ abort
 
     /// Aborts the upload: the record first, then the provider (safe to repeat).
-    pub async fn abort(&self, tenant: &str, token: &str) -> Result<(), ApiError> {
+    pub async fn abort(&self, tenant: &str, upload: UploadRef) -> Result<(), ApiError> {
         let this = self.clone();
-        let (tenant, token) = (tenant.to_string(), token.to_string());
-        spawn_to_end(async move { this.abort_inner(&tenant, &token).await }).await
+        let tenant = tenant.to_string();
+        spawn_to_end(async move { this.abort_inner(&tenant, &upload).await }).await
     }
 
-    async fn abort_inner(&self, tenant: &str, token: &str) -> Result<(), ApiError> {
+    async fn abort_inner(&self, tenant: &str, r: &UploadRef) -> Result<(), ApiError> {
         loop {
-            let upload = self.load(tenant, token).await?;
+            let upload = self.load_ref(tenant, r).await?;
             match upload.status {
                 UploadStatus::Completed | UploadStatus::Completing => {
                     return Err(ApiError::NotActive(upload.status))
@@ -878,6 +1139,21 @@ impl Broker {
                 }
             }
         }
+    }
+}
+
+/// The part `n` of an upload: within its plan, or 1 to 10,000 without one.
+fn part_of(upload: &Upload, n: u32) -> Result<PartNumber, ApiError> {
+    match upload.plan {
+        Some(plan) => plan.part(n).ok_or_else(|| {
+            ApiError::InvalidRequest(format!(
+                "part {n} is out of range; this upload has parts 1 to {}",
+                plan.part_count()
+            ))
+        }),
+        None => PartNumber::new(n).ok_or_else(|| {
+            ApiError::InvalidRequest(format!("part {n} is out of range: parts are 1 to 10000"))
+        }),
     }
 }
 

@@ -8,6 +8,9 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+/// Where the Companion-compatible routes are served by default.
+pub const DEFAULT_COMPANION_MOUNT: &str = "/s3";
+
 /// A value that must never be printed.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret<T>(T);
@@ -214,6 +217,12 @@ pub struct ServeArgs {
     )]
     pub listen: SocketAddr,
 
+    /// Path prefix of the Uppy Companion-compatible routes (`off` to disable).
+    /// Uppy's `companionEndpoint` is this server's URL plus the prefix without
+    /// its final `/s3`.
+    #[arg(long, env = "BROKER_COMPANION_MOUNT", value_name = "BROKER_COMPANION_MOUNT", default_value = DEFAULT_COMPANION_MOUNT)]
+    pub companion_mount: String,
+
     /// Serve /metrics on this address instead of the main one.
     #[arg(long, env = "METRICS_LISTEN", value_name = "METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
@@ -326,6 +335,7 @@ pub struct Config {
     pub storage: StorageConfig,
     pub listen: SocketAddr,
     pub metrics_listen: Option<SocketAddr>,
+    pub companion_mount: Option<String>,
     pub api_keys: Vec<ApiKey>,
     pub token_secret: Option<Secret<String>>,
     pub token_secret_file: Option<std::path::PathBuf>,
@@ -418,6 +428,18 @@ impl ServeArgs {
         if !(1..=1000).contains(&self.sign_window) {
             return Err(cfg_err("BROKER_SIGN_WINDOW", "must be 1 to 1000"));
         }
+        let companion_mount = match self.companion_mount.trim() {
+            "" | "off" | "none" => None,
+            m if m.starts_with('/') && !m.ends_with('/') && !m.starts_with("/v1") && !m.contains(['{', '}', '*']) => {
+                Some(m.to_string())
+            }
+            _ => {
+                return Err(cfg_err(
+                    "BROKER_COMPANION_MOUNT",
+                    "must be a path such as /s3 (starting with '/', not ending with '/', outside /v1), or off",
+                ))
+            }
+        };
         let cors_origins = self
             .cors_origins
             .as_deref()
@@ -440,6 +462,7 @@ impl ServeArgs {
             database_max_connections: self.database.database_max_connections.max(1),
             listen: self.listen,
             metrics_listen: self.metrics_listen,
+            companion_mount,
             api_keys,
             token_secret: self.token_secret.clone().map(Secret::new),
             token_secret_file: self.token_secret_file.clone(),

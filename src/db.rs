@@ -68,9 +68,9 @@ struct UploadRow {
     provider_upload_id: String,
     filename: String,
     content_type: String,
-    size: i64,
-    part_size: i64,
-    part_count: i32,
+    size: Option<i64>,
+    part_size: Option<i64>,
+    part_count: Option<i32>,
     metadata: sqlx::types::Json<BTreeMap<String, String>>,
     fingerprint: Option<String>,
     checksum_algorithm: Option<String>,
@@ -97,12 +97,18 @@ impl TryFrom<UploadRow> for Upload {
     fn try_from(r: UploadRow) -> Result<Self, DbError> {
         let corrupt = |what| DbError::Corrupt { id: r.id, what };
         let status = UploadStatus::parse(&r.status).ok_or_else(|| corrupt("status"))?;
-        let plan = PartPlan::from_stored(
-            u64::try_from(r.size).map_err(|_| corrupt("size"))?,
-            u64::try_from(r.part_size).map_err(|_| corrupt("part_size"))?,
-            u32::try_from(r.part_count).map_err(|_| corrupt("part_count"))?,
-        )
-        .ok_or_else(|| corrupt("part plan"))?;
+        let plan = match (r.size, r.part_size, r.part_count) {
+            (Some(size), Some(part_size), Some(count)) => Some(
+                PartPlan::from_stored(
+                    u64::try_from(size).map_err(|_| corrupt("size"))?,
+                    u64::try_from(part_size).map_err(|_| corrupt("part_size"))?,
+                    u32::try_from(count).map_err(|_| corrupt("part_count"))?,
+                )
+                .ok_or_else(|| corrupt("part plan"))?,
+            ),
+            (None, None, None) => None,
+            _ => return Err(corrupt("part plan")),
+        };
         Ok(Upload {
             id: r.id,
             tenant: r.tenant,
@@ -153,8 +159,8 @@ pub async fn insert_upload(db: impl PgExecutor<'_>, u: &Upload) -> Result<(), Db
     sqlx::query(
         "insert into uploads (id, tenant, status, bucket, object_key, provider_upload_id, \
          filename, content_type, size, part_size, part_count, metadata, fingerprint, \
-         created_at, expires_at, checksum_algorithm) \
-         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+         created_at, expires_at, checksum_algorithm, origin) \
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
     )
     .bind(u.id)
     .bind(&u.tenant)
@@ -164,14 +170,19 @@ pub async fn insert_upload(db: impl PgExecutor<'_>, u: &Upload) -> Result<(), Db
     .bind(&u.provider_upload_id)
     .bind(&u.filename)
     .bind(&u.content_type)
-    .bind(u.plan.size() as i64)
-    .bind(u.plan.part_size() as i64)
-    .bind(u.plan.part_count() as i32)
+    .bind(u.plan.map(|p| p.size() as i64))
+    .bind(u.plan.map(|p| p.part_size() as i64))
+    .bind(u.plan.map(|p| p.part_count() as i32))
     .bind(sqlx::types::Json(&u.metadata))
     .bind(&u.fingerprint)
     .bind(u.created_at)
     .bind(u.expires_at)
     .bind(u.checksum_algorithm.map(|a| a.as_str()))
+    .bind(if u.plan.is_some() {
+        "native"
+    } else {
+        "companion"
+    })
     .execute(db)
     .await?;
     Ok(())
@@ -221,6 +232,20 @@ pub async fn finish_completion(
     parts: &[StoredPart],
     now: DateTime<Utc>,
 ) -> Result<Option<Upload>, DbError> {
+    finish_completion_with_plan(db, id, from, object, parts, now, None).await
+}
+
+/// As [`finish_completion`], also recording the plan that an upload without a
+/// declared size turned out to have.
+pub async fn finish_completion_with_plan(
+    db: impl PgExecutor<'_>,
+    id: Uuid,
+    from: UploadStatus,
+    object: &FinishedObject,
+    parts: &[StoredPart],
+    now: DateTime<Utc>,
+    learned: Option<PartPlan>,
+) -> Result<Option<Upload>, DbError> {
     let parts: Vec<PartJson> = parts
         .iter()
         .map(|p| PartJson {
@@ -232,7 +257,8 @@ pub async fn finish_completion(
         .collect();
     let row = sqlx::query_as::<_, UploadRow>(&format!(
         "update uploads set status = 'completed', etag = $2, completed_parts = $3, \
-         completed_at = $4, lease_until = null, updated_at = now(), checksum = $6, object_size = $7 \
+         completed_at = $4, lease_until = null, updated_at = now(), checksum = $6, object_size = $7, \
+         size = coalesce(size, $8), part_size = coalesce(part_size, $9), part_count = coalesce(part_count, $10) \
          where id = $1 and status = $5 returning {COLUMNS}"
     ))
     .bind(id)
@@ -242,6 +268,9 @@ pub async fn finish_completion(
     .bind(from.as_str())
     .bind(&object.checksum)
     .bind(object.size.map(|n| n as i64))
+    .bind(learned.map(|p| p.size() as i64))
+    .bind(learned.map(|p| p.part_size() as i64))
+    .bind(learned.map(|p| p.part_count() as i32))
     .fetch_optional(db)
     .await?;
     one(row)
@@ -460,4 +489,20 @@ pub async fn find_by_fingerprint(
     .fetch_all(db)
     .await?;
     rows.into_iter().map(Upload::try_from).collect()
+}
+
+/// The upload with this provider upload id in `bucket`, if any.
+pub async fn get_by_provider_upload_id(
+    db: impl PgExecutor<'_>,
+    bucket: &str,
+    provider_upload_id: &str,
+) -> Result<Option<Upload>, DbError> {
+    let row = sqlx::query_as::<_, UploadRow>(&format!(
+        "select {COLUMNS} from uploads where bucket = $1 and provider_upload_id = $2"
+    ))
+    .bind(bucket)
+    .bind(provider_upload_id)
+    .fetch_optional(db)
+    .await?;
+    one(row)
 }

@@ -75,6 +75,7 @@ impl Application {
                 request_timeout: config.request_timeout,
                 max_concurrent_requests: config.max_concurrent_requests,
                 metrics_on_main_port: config.metrics_listen.is_none(),
+                companion_mount: config.companion_mount.clone(),
             },
         );
         let listener = TcpListener::bind(config.listen).await?;

@@ -131,6 +131,8 @@ pub struct Storage {
     client: aws_sdk_s3::Client,
     bucket: String,
     list_parts_page_size: i32,
+    /// Base URL of objects: `{endpoint}/{bucket}` (path style) or the virtual-host form.
+    object_base: String,
 }
 
 impl Storage {
@@ -157,6 +159,7 @@ impl Storage {
             client: aws_sdk_s3::Client::from_conf(b.build()),
             bucket: cfg.bucket.clone(),
             list_parts_page_size: cfg.list_parts_page_size,
+            object_base: object_base(cfg),
         }
     }
 
@@ -164,10 +167,22 @@ impl Storage {
         &self.bucket
     }
 
+    /// The URL of an object (what S3 reports as `Location`).
+    pub fn object_url(&self, key: &ObjectKey) -> String {
+        let path: Vec<String> = key
+            .as_str()
+            .split('/')
+            .map(|seg| percent_encoding::utf8_percent_encode(seg, PATH_SEGMENT).to_string())
+            .collect();
+        format!("{}/{}", self.object_base, path.join("/"))
+    }
+
     /// The same storage with another bucket (tests, multi-bucket tooling).
     pub fn with_bucket(&self, bucket: impl Into<String>) -> Self {
+        let bucket = bucket.into();
         Self {
-            bucket: bucket.into(),
+            object_base: self.object_base.replace(&self.bucket, &bucket),
+            bucket,
             ..self.clone()
         }
     }
@@ -518,6 +533,26 @@ impl Storage {
             }
         })
         .await
+    }
+}
+
+/// Everything but RFC 3986's unreserved characters is escaped in a key segment.
+const PATH_SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
+fn object_base(cfg: &StorageConfig) -> String {
+    match &cfg.endpoint {
+        Some(e) if cfg.force_path_style => format!("{}/{}", e.trim_end_matches('/'), cfg.bucket),
+        Some(e) => match e.split_once("://") {
+            Some((scheme, host)) => {
+                format!("{scheme}://{}.{}", cfg.bucket, host.trim_end_matches('/'))
+            }
+            None => format!("{}/{}", e.trim_end_matches('/'), cfg.bucket),
+        },
+        None => format!("https://{}.s3.{}.amazonaws.com", cfg.bucket, cfg.region),
     }
 }
 

@@ -80,6 +80,13 @@ async fn the_document_describes_exactly_the_served_routes(pool: PgPool) {
         ("GET", "/healthz"),
         ("GET", "/readyz"),
         ("GET", "/metrics"),
+        ("POST", "/s3/multipart"),
+        ("GET", "/s3/multipart/{uploadId}/batch"),
+        ("GET", "/s3/multipart/{uploadId}/{partNumber}"),
+        ("GET", "/s3/multipart/{uploadId}"),
+        ("DELETE", "/s3/multipart/{uploadId}"),
+        ("POST", "/s3/multipart/{uploadId}/complete"),
+        ("GET", "/s3/params"),
     ]
     .iter()
     .map(|(m, p)| (m.to_string(), p.to_string()))
@@ -91,10 +98,13 @@ async fn the_document_describes_exactly_the_served_routes(pool: PgPool) {
     let c = app.create_ok(json!({"filename": "o", "size": 10})).await;
     let t = token(&c);
     for (method, path) in &documented {
-        let url = path.replace("{token}", &t);
+        let url = path
+            .replace("{token}", &t)
+            .replace("{uploadId}", "some-id")
+            .replace("{partNumber}", "1");
         let m = Method::from_bytes(method.as_bytes()).unwrap();
         let res = app
-            .req(m, &format!("{url}?fingerprint=x"))
+            .req(m, &format!("{url}?fingerprint=x&key=k&partNumbers=1"))
             .json(&json!({}))
             .send()
             .await

@@ -188,3 +188,59 @@ mod tests {
         assert!(Fingerprint::parse(String::new()).is_err());
     }
 }
+
+/// Metadata as Uppy sends it to Companion: any JSON values under any keys.
+/// Keys are lower-cased and reduced to `[a-z0-9-]`; strings with characters
+/// HTTP headers cannot carry are percent-encoded (UTF-8); numbers and booleans
+/// become their text; `null` is dropped. The 2 KiB limit still applies.
+pub fn companion_metadata(
+    m: Option<serde_json::Map<String, serde_json::Value>>,
+) -> Result<Metadata, FieldError> {
+    use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
+    const ENCODE: &AsciiSet = &CONTROLS.add(b'%');
+    let mut out = BTreeMap::new();
+    for (k, v) in m.unwrap_or_default() {
+        let key: String = k
+            .to_ascii_lowercase()
+            .chars()
+            .map(|c| {
+                if c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' {
+                    c
+                } else {
+                    '-'
+                }
+            })
+            .collect();
+        let key = key.trim_matches('-').to_string();
+        let text = match v {
+            serde_json::Value::Null => continue,
+            serde_json::Value::String(s) => s,
+            other => other.to_string(),
+        };
+        if key.is_empty() {
+            continue;
+        }
+        out.insert(key, utf8_percent_encode(&text, ENCODE).to_string());
+    }
+    Metadata::parse(Some(out))
+}
+
+#[cfg(test)]
+mod companion_tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn companion_metadata_is_made_header_safe() {
+        let m = json!({"name": "résumé.pdf", "Type": "application/pdf", "relativePath": null, "size": 12, "a b": "x\ny"});
+        let got = companion_metadata(m.as_object().cloned()).unwrap();
+        let got = got.as_map();
+        assert_eq!(got["name"], "r%C3%A9sum%C3%A9.pdf");
+        assert_eq!(got["type"], "application/pdf");
+        assert_eq!(got["size"], "12");
+        assert_eq!(got["a-b"], "x%0Ay");
+        assert!(!got.contains_key("relativepath"));
+        let big = json!({"k": "x".repeat(3000)});
+        assert!(companion_metadata(big.as_object().cloned()).is_err());
+    }
+}

@@ -229,7 +229,9 @@ pub struct Upload {
     pub provider_upload_id: String,
     pub filename: String,
     pub content_type: String,
-    pub plan: PartPlan,
+    /// The part plan; `None` for an upload created without a declared size
+    /// (Companion-compatible routes) until it completes.
+    pub plan: Option<PartPlan>,
     pub metadata: BTreeMap<String, String>,
     pub fingerprint: Option<String>,
     /// Part checksums bound into part URLs, if the client chose an algorithm.

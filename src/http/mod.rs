@@ -2,6 +2,7 @@
 //! request id, tracing, CORS and body limit around them.
 
 pub mod auth;
+pub mod companion;
 pub mod extract;
 pub mod health;
 pub mod metrics_route;
@@ -48,6 +49,8 @@ pub struct HttpSettings {
     pub max_concurrent_requests: usize,
     /// Serve `/metrics` here (otherwise on `METRICS_LISTEN`).
     pub metrics_on_main_port: bool,
+    /// Where the Companion-compatible routes are mounted (`None`: not served).
+    pub companion_mount: Option<String>,
 }
 
 /// Counts and times every request by its route template.
@@ -90,17 +93,21 @@ async fn no_route() -> ApiError {
 
 /// The routers of the API, health and metrics, and the OpenAPI document they
 /// were declared with.
-fn parts() -> (
+fn parts(
+    companion_mount: Option<&str>,
+) -> (
     Router<AppState>,
     Router<AppState>,
     Router<AppState>,
     utoipa::openapi::OpenApi,
 ) {
     use utoipa::OpenApi as _;
-    let (api, mut doc) =
-        utoipa_axum::router::OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
-            .merge(uploads::router())
-            .split_for_parts();
+    let mut api = utoipa_axum::router::OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .merge(uploads::router());
+    if let Some(mount) = companion_mount {
+        api = api.nest(mount, companion::router());
+    }
+    let (api, mut doc) = api.split_for_parts();
     let (health, health_doc) = health::router().split_for_parts();
     let (metrics, metrics_doc) = metrics_route::router().split_for_parts();
     doc.merge(health_doc);
@@ -157,7 +164,7 @@ pub fn router(state: AppState, settings: &HttpSettings) -> Router {
             settings.max_concurrent_requests,
         ))
         .layer(tower::timeout::TimeoutLayer::new(settings.request_timeout));
-    let (api, health, metrics, doc) = parts();
+    let (api, health, metrics, doc) = parts(settings.companion_mount.as_deref());
     let doc_json = std::sync::Arc::new(doc.to_pretty_json().expect("the document serializes"));
     let api = api
         .fallback(no_route)

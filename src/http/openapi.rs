@@ -69,12 +69,14 @@ impl Modify for BearerAuth {
     modifiers(&BearerAuth),
     tags(
         (name = "uploads", description = "The native API (bearer credential required)"),
-        (name = "operations", description = "Health, readiness and metrics (no credential)")
+        (name = "operations", description = "Health, readiness and metrics (no credential)"),
+        (name = "companion", description = "Uppy Companion-compatible S3 multipart routes (bearer credential required)")
     )
 )]
 pub struct ApiDoc;
 
-/// The whole document, as served at `/openapi.json`.
+/// The whole document, as served at `/openapi.json` with the default
+/// Companion mount.
 pub fn document() -> utoipa::openapi::OpenApi {
-    super::parts().3
+    super::parts(Some(crate::config::DEFAULT_COMPANION_MOUNT)).3
 }

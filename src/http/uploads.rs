@@ -4,7 +4,8 @@ use super::extract::{ApiJson, ApiPath, OptionalJson};
 use super::openapi::ErrorBody;
 use super::AppState;
 use crate::broker::{
-    ConflictingPart, DownloadUrl, NewUpload, PartClaim, PartRequest, SignedPart, UploadState,
+    CompleteWith, ConflictingPart, DownloadUrl, NewUpload, PartClaim, PartRequest, SignedPart,
+    UploadRef, UploadState,
 };
 use crate::domain::checksum::ChecksumAlgorithm;
 use crate::domain::request::{ContentType, FileName, Fingerprint, Metadata};
@@ -182,9 +183,11 @@ impl UploadResource {
             upload_id: u.provider_upload_id.clone(),
             filename: u.filename.clone(),
             content_type: u.content_type.clone(),
-            size: u.plan.size(),
-            part_size: u.plan.part_size(),
-            part_count: u.plan.part_count(),
+            // Resources are only made for uploads with a plan (tokens are only
+            // handed out for those).
+            size: u.plan.map(|p| p.size()).unwrap_or_default(),
+            part_size: u.plan.map(|p| p.part_size()).unwrap_or_default(),
+            part_count: u.plan.map(|p| p.part_count()).unwrap_or_default(),
             metadata: u.metadata.clone(),
             fingerprint: u.fingerprint.clone(),
             created_at: rfc3339(&u.created_at),
@@ -215,7 +218,7 @@ impl From<SignedPart> for PartResource {
             part_number: p.part_number.get(),
             url: p.url,
             method: "PUT",
-            size: p.size,
+            size: p.size.unwrap_or_default(),
             expires_at: rfc3339(&p.expires_at),
             headers: p.headers,
         }
@@ -388,7 +391,10 @@ async fn sign(
             )));
         }
     }
-    let parts = state.broker.sign(&tenant, &token, &requests).await?;
+    let parts = state
+        .broker
+        .sign(&tenant, &UploadRef::Token(token), &requests)
+        .await?;
     Ok(Json(PartsResponse {
         parts: parts.into_iter().map(Into::into).collect(),
     }))
@@ -436,7 +442,10 @@ async fn status(
     Tenant(tenant): Tenant,
     ApiPath(token): ApiPath<String>,
 ) -> Result<Json<StatusResponse>, ApiError> {
-    let s: UploadState = state.broker.status(&tenant, &token).await?;
+    let s: UploadState = state
+        .broker
+        .status(&tenant, &UploadRef::Token(token))
+        .await?;
     Ok(Json(StatusResponse {
         upload: UploadResource::new(&state, &s.upload),
         uploaded_parts: s.uploaded.iter().map(Into::into).collect(),
@@ -476,7 +485,14 @@ async fn complete(
             }
         }
     }
-    let upload = state.broker.complete(&tenant, &token, claimed).await?;
+    let upload = state
+        .broker
+        .complete(
+            &tenant,
+            UploadRef::Token(token),
+            CompleteWith::Listed(claimed),
+        )
+        .await?;
     Ok(Json(UploadResource::new(&state, &upload)))
 }
 
@@ -489,7 +505,7 @@ async fn abort(
     Tenant(tenant): Tenant,
     ApiPath(token): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
-    state.broker.abort(&tenant, &token).await?;
+    state.broker.abort(&tenant, UploadRef::Token(token)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -98,6 +98,7 @@ pub fn test_config(opts: &Options) -> Config {
         },
         listen: "127.0.0.1:0".parse().unwrap(),
         metrics_listen: opts.metrics_listen.then(|| "127.0.0.1:0".parse().unwrap()),
+        companion_mount: Some("/s3".into()),
         api_keys: parse_api_keys(&format!("tenant-a:{KEY_A},tenant-b:{KEY_B}")).unwrap(),
         token_secret: None,
         token_secret_file: None,
