@@ -127,6 +127,18 @@ ensure_tools_venv() {
   echo "$TOOLS_STAMP" > "$TOOLS_VENV/.stamp"
 }
 
+# Debian's Chromium, for the browser tests (no browser downloads by test tools).
+ensure_chromium() {
+  [ -x "${CHROMIUM:-/usr/bin/chromium}" ] && return 0
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    log "Installing Debian's chromium for the browser tests (once)"
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    die "Chromium is needed for the browser tests: install Debian's package (sudo apt-get install chromium) or set CHROMIUM to its path."
+  fi
+}
+
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }

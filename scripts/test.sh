@@ -28,6 +28,20 @@ rm -rf "$UPLOAD_BROKER_TEST_LOG_DIR"
 log "Running cargo test (Postgres: $DATABASE_URL, S3: $S3_ENDPOINT)"
 cargo test --locked "$@"
 
+if [ "$#" -eq 0 ] || [ "${E2E:-}" = 1 ]; then
+  log "Browser tests: real Uppy packages in headless Chromium"
+  command -v node >/dev/null 2>&1 || die "Node.js is needed for the browser tests (apt-get install nodejs npm)."
+  ensure_chromium
+  (cd e2e && npm ci --no-audit --no-fund --loglevel=error)
+  export E2E_BUCKET="upload-broker-e2e"
+  S3_BUCKET="$E2E_BUCKET" BROKER_CORS_ORIGINS="*" AWS_ENDPOINT_URL="$S3_ENDPOINT" \
+    "$LS_VENV/bin/python" localstack/init/ready.d/10-create-bucket.py >&2
+  e2e_db="${DATABASE_URL%/*}/upload_broker_e2e"
+  DATABASE_URL="$e2e_db" ensure_database
+  E2E_DATABASE_URL="$e2e_db" BROKER_BIN="$ROOT/target/debug/upload-broker" E2E_PYTHON="$LS_VENV/bin/python" \
+    node --test --test-concurrency=1 e2e/uppy.test.mjs
+fi
+
 if [ "$#" -gt 0 ]; then
   log "A partial run ($*): the whole-run log secrecy check is skipped"
 else

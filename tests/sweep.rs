@@ -437,7 +437,7 @@ async fn serve_sweeps_periodically(pool: PgPool) {
     let app = TestApp::spawn_with(
         pool,
         Options {
-            upload_ttl: Duration::from_secs(1),
+            upload_ttl: Duration::from_secs(3),
             sweep_interval: Duration::from_millis(300),
             ..Default::default()
         },

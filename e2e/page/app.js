@@ -1,0 +1,62 @@
+// A plain Uppy app, configured as the README tells users to: @uppy/aws-s3 with
+// `companionEndpoint` pointing at upload-broker, and a fetch wrapper that adds
+// the broker credential to the signing requests (the plugin has no header option).
+import Uppy from '@uppy/core'
+import AwsS3 from '@uppy/aws-s3'
+import GoldenRetriever from '@uppy/golden-retriever'
+
+const params = new URLSearchParams(location.search)
+const broker = params.get('broker')
+const credential = params.get('key')
+
+const originalFetch = window.fetch.bind(window)
+window.fetch = (input, init = {}) => {
+  const url = typeof input === 'string' ? input : input.url
+  if (url.startsWith(broker)) {
+    const headers = new Headers(init.headers || {})
+    headers.set('Authorization', `Bearer ${credential}`)
+    init = { ...init, headers }
+  }
+  return originalFetch(input, init)
+}
+
+const uppy = new Uppy({ id: 'e2e', autoProceed: false, debug: params.get('debug') === '1' })
+uppy.use(AwsS3, {
+  companionEndpoint: broker,
+  shouldUseMultipart: true,
+  getChunkSize: () => 5 * 1024 * 1024,
+})
+if (params.get('golden')) {
+  uppy.use(GoldenRetriever, { indexedDB: { maxFileSize: 100 * 1024 * 1024, maxTotalSize: 200 * 1024 * 1024 } })
+  // What the Dashboard's "resume" button does after a reload.
+  uppy.on('restored', () => {
+    window.restored = true
+    uppy.emit('restore-confirmed')
+  })
+}
+
+// Deterministic bytes (the test computes the same ones to check the object).
+function makeBytes(size, seed) {
+  const out = new Uint8Array(size)
+  let x = (seed * 2654435761) >>> 0 || 1
+  for (let i = 0; i < size; i++) {
+    x ^= x << 13; x >>>= 0
+    x ^= x >>> 17
+    x ^= x << 5; x >>>= 0
+    out[i] = x & 0xff
+  }
+  return out
+}
+
+window.events = []
+uppy.on('upload-success', (file, response) => window.events.push({ type: 'success', name: file.name, uploadURL: response.uploadURL, s3: file.s3Multipart }))
+uppy.on('upload-error', (file, error) => window.events.push({ type: 'error', name: file?.name, message: String(error?.message || error) }))
+uppy.on('upload-progress', (file, progress) => { window.progress = progress })
+uppy.on('s3-multipart:part-uploaded', (file, part) => window.events.push({ type: 'part', partNumber: part.PartNumber }))
+
+window.addFile = (name, size, seed) => {
+  const blob = new Blob([makeBytes(size, seed)], { type: 'application/octet-stream' })
+  return uppy.addFile({ name, type: 'application/octet-stream', data: blob, source: 'test' })
+}
+window.uppy = uppy
+document.getElementById('status').textContent = 'ready'

@@ -1,0 +1,243 @@
+// Uppy (@uppy/core + @uppy/aws-s3 + @uppy/golden-retriever from npm, bundled
+// with esbuild) in headless Chromium, uploading through upload-broker's
+// Companion-compatible routes into LocalStack. Run by scripts/test.sh, which
+// starts Postgres and LocalStack and sets the environment below.
+import { test, before, after } from 'node:test'
+import assert from 'node:assert/strict'
+import { spawn, execFileSync } from 'node:child_process'
+import { createServer } from 'node:http'
+import { createHash } from 'node:crypto'
+import { readFile, mkdir, writeFile } from 'node:fs/promises'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { fileURLToPath } from 'node:url'
+import path from 'node:path'
+import net from 'node:net'
+import * as esbuild from 'esbuild'
+import { chromium } from 'playwright-core'
+
+const here = path.dirname(fileURLToPath(import.meta.url))
+const need = (name) => {
+  const v = process.env[name]
+  if (!v) throw new Error(`${name} is not set: run the browser tests through scripts/test.sh`)
+  return v
+}
+const MiB = 1024 * 1024
+const KEY = 'e2e-browser-key'
+
+let broker, server, browser, brokerUrl, pageUrl, brokerLogs = ''
+
+function freePort() {
+  return new Promise((resolve) => {
+    const s = net.createServer().listen(0, '127.0.0.1', () => {
+      const { port } = s.address()
+      s.close(() => resolve(port))
+    })
+  })
+}
+
+// The same generator as the page's.
+function makeBytes(size, seed) {
+  const out = new Uint8Array(size)
+  let x = (seed * 2654435761) >>> 0 || 1
+  for (let i = 0; i < size; i++) {
+    x ^= x << 13; x >>>= 0
+    x ^= x >>> 17
+    x ^= x << 5; x >>>= 0
+    out[i] = x & 0xff
+  }
+  return out
+}
+const sha256 = (b) => createHash('sha256').update(b).digest('hex')
+
+// Reads an object back from LocalStack with boto3 (SigV4), returning its SHA-256 and size.
+function objectDigest(key) {
+  const py = `import boto3, hashlib, sys
+s3 = boto3.client("s3", endpoint_url=sys.argv[1], region_name="us-east-1", aws_access_key_id="test", aws_secret_access_key="test")
+b = s3.get_object(Bucket=sys.argv[2], Key=sys.argv[3])["Body"].read()
+print(hashlib.sha256(b).hexdigest(), len(b))`
+  const out = execFileSync(need('E2E_PYTHON'), ['-c', py, need('S3_ENDPOINT'), need('E2E_BUCKET'), key]).toString().trim()
+  const [hash, size] = out.split(' ')
+  return { hash, size: Number(size) }
+}
+
+before(async () => {
+  // The page: the real packages, bundled.
+  await mkdir(path.join(here, 'dist'), { recursive: true })
+  await esbuild.build({
+    entryPoints: [path.join(here, 'page/app.js')],
+    bundle: true,
+    format: 'esm',
+    outfile: path.join(here, 'dist/app.js'),
+    logLevel: 'warning',
+  })
+  const files = {
+    '/': ['text/html', await readFile(path.join(here, 'page/index.html'))],
+    '/app.js': ['text/javascript', await readFile(path.join(here, 'dist/app.js'))],
+  }
+  const pagePort = await freePort()
+  server = createServer((req, res) => {
+    const f = files[new URL(req.url, 'http://x').pathname]
+    if (!f) { res.writeHead(404); return res.end() }
+    res.writeHead(200, { 'content-type': f[0] })
+    res.end(f[1])
+  }).listen(pagePort, '127.0.0.1')
+  const pageOrigin = `http://127.0.0.1:${pagePort}`
+
+  // The broker, as users run it.
+  const brokerPort = await freePort()
+  brokerUrl = `http://127.0.0.1:${brokerPort}`
+  broker = spawn(need('BROKER_BIN'), ['serve'], {
+    env: {
+      PATH: process.env.PATH,
+      DATABASE_URL: need('E2E_DATABASE_URL'),
+      S3_BUCKET: need('E2E_BUCKET'),
+      S3_ENDPOINT: need('S3_ENDPOINT'),
+      S3_FORCE_PATH_STYLE: 'true',
+      AWS_ACCESS_KEY_ID: 'test',
+      AWS_SECRET_ACCESS_KEY: 'test',
+      BROKER_LISTEN: `127.0.0.1:${brokerPort}`,
+      BROKER_API_KEYS: `e2e:${KEY}`,
+      BROKER_CORS_ORIGINS: pageOrigin,
+      BROKER_TOKEN_SECRET: 'e2e-token-secret-of-at-least-32-bytes!!',
+      S3_KEY_PREFIX: `e2e-${Date.now()}/`,
+      SWEEP_INTERVAL: '0',
+      RUST_LOG: 'debug',
+    },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  })
+  broker.stderr.on('data', (d) => { brokerLogs += d })
+  for (let i = 0; ; i++) {
+    try {
+      if ((await fetch(`${brokerUrl}/healthz`)).ok) break
+    } catch {}
+    if (i > 300) throw new Error(`the broker did not start:\n${brokerLogs}`)
+    await sleep(100)
+  }
+  pageUrl = `${pageOrigin}/?broker=${encodeURIComponent(brokerUrl)}&key=${KEY}`
+
+  browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+    headless: true,
+    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+      '--disable-component-update', '--disable-sync', '--disable-dev-shm-usage'],
+  })
+})
+
+after(async () => {
+  await browser?.close()
+  server?.close()
+  if (broker) {
+    broker.kill('SIGTERM')
+    await new Promise((r) => broker.once('exit', r))
+    // Checked for secrets with the rest of the run's logs.
+    if (process.env.UPLOAD_BROKER_TEST_LOG_DIR) {
+      await mkdir(process.env.UPLOAD_BROKER_TEST_LOG_DIR, { recursive: true })
+      await writeFile(path.join(process.env.UPLOAD_BROKER_TEST_LOG_DIR, 'e2e-broker.log'), brokerLogs)
+    }
+  }
+})
+
+/** Watches a page's traffic: creates, and successful part PUTs per part number. */
+function watch(page) {
+  const seen = { creates: [], puts: new Map(), completes: [] }
+  page.on('response', async (res) => {
+    const req = res.request()
+    const url = new URL(req.url())
+    if (req.method() === 'POST' && url.pathname === '/s3/multipart' && res.ok()) {
+      seen.creates.push(await res.json())
+    } else if (req.method() === 'POST' && url.pathname.endsWith('/complete') && res.ok()) {
+      seen.completes.push(decodeURIComponent(url.pathname.split('/')[3]))
+    } else if (req.method() === 'PUT' && url.searchParams.has('partNumber') && res.status() === 200) {
+      const n = Number(url.searchParams.get('partNumber'))
+      seen.puts.set(n, (seen.puts.get(n) || 0) + 1)
+    }
+  })
+  return seen
+}
+
+async function openPage(query = '') {
+  const context = await browser.newContext()
+  const page = await context.newPage()
+  page.on('pageerror', (e) => console.error('page error:', e.message))
+  if (process.env.E2E_DEBUG) page.on('console', (m) => console.error('console:', m.text().slice(0, 300)))
+  const seen = watch(page)
+  // Loopback is too fast to pause or reload mid-upload: throttle uploads to
+  // 8 MiB/s (a 25 MiB file then takes about 3 s).
+  const cdp = await context.newCDPSession(page)
+  await cdp.send('Network.enable')
+  await cdp.send('Network.emulateNetworkConditions', {
+    offline: false, latency: 0, downloadThroughput: -1, uploadThroughput: 8 * MiB,
+  })
+  await page.goto(pageUrl + query + (process.env.E2E_DEBUG ? '&debug=1' : ''))
+  await page.waitForFunction(() => document.getElementById('status').textContent === 'ready')
+  return { context, page, seen }
+}
+
+async function waitForSuccess(page, name, timeout = 60000) {
+  const handle = await page.waitForFunction(
+    (n) => window.events.find((e) => (e.type === 'success' || e.type === 'error') && e.name === n),
+    name, { timeout },
+  )
+  const e = await handle.jsonValue()
+  assert.equal(e.type, 'success', `upload failed: ${e.message}`)
+  return e
+}
+
+function checkObject(key, size, seed) {
+  const got = objectDigest(key)
+  assert.equal(got.size, size)
+  assert.equal(got.hash, sha256(makeBytes(size, seed)), 'the object in storage has the exact bytes')
+}
+
+test('a 25 MiB file in 5 MiB parts, through the broker into storage', async () => {
+  const { context, page, seen } = await openPage()
+  const size = 25 * MiB
+  await page.evaluate((s) => { window.addFile('big.bin', s, 7); return window.uppy.upload() }, size)
+  await waitForSuccess(page, 'big.bin')
+  assert.equal(seen.creates.length, 1)
+  assert.deepEqual([...seen.puts.keys()].sort((a, b) => a - b), [1, 2, 3, 4, 5])
+  assert.ok([...seen.puts.values()].every((n) => n === 1), 'each part uploaded once')
+  assert.deepEqual(seen.completes, [seen.creates[0].uploadId])
+  checkObject(seen.creates[0].key, size, 7)
+  await context.close()
+})
+
+test('pause and resume', async () => {
+  const { context, page, seen } = await openPage()
+  const size = 25 * MiB
+  const id = await page.evaluate((s) => { const id = window.addFile('paused.bin', s, 11); window.uppy.upload(); return id }, size)
+  await page.waitForFunction(() => window.events.filter((e) => e.type === 'part').length >= 2)
+  await page.evaluate((id) => window.uppy.pauseResume(id), id)
+  const partsAtPause = await page.evaluate(() => window.events.filter((e) => e.type === 'part').length)
+  assert.ok(partsAtPause < 5, 'paused mid-upload')
+  await sleep(1500)
+  const partsWhilePaused = await page.evaluate(() => window.events.filter((e) => e.type === 'part').length)
+  assert.ok(partsWhilePaused <= partsAtPause + 1, 'nothing more is uploaded while paused (but the part in flight)')
+  await page.evaluate((id) => window.uppy.pauseResume(id), id)
+  await waitForSuccess(page, 'paused.bin')
+  assert.equal(seen.creates.length, 1, 'one multipart upload')
+  for (const [n, count] of seen.puts) assert.equal(count, 1, `part ${n} was uploaded ${count} times`)
+  checkObject(seen.creates[0].key, size, 11)
+  await context.close()
+})
+
+test('a page reload mid-upload resumes the same upload with Golden Retriever', async () => {
+  const { context, page, seen } = await openPage('&golden=1')
+  const size = 25 * MiB
+  await page.evaluate((s) => { window.addFile('reloaded.bin', s, 13); window.uppy.upload() }, size)
+  await page.waitForFunction(() => window.events.filter((e) => e.type === 'part').length >= 2)
+  await sleep(300) // let Golden Retriever persist the state
+  const partsBeforeReload = seen.puts.size
+  assert.ok(partsBeforeReload < 5, 'the reload happens mid-upload')
+  await page.reload()
+  await page.waitForFunction(() => document.getElementById('status').textContent === 'ready')
+  await page.waitForFunction(() => window.restored === true, null, { timeout: 20000 })
+  const done = await waitForSuccess(page, 'reloaded.bin')
+  assert.equal(seen.creates.length, 1, 'no second multipart upload after the reload')
+  assert.deepEqual(seen.completes, [seen.creates[0].uploadId], 'completed with the same uploadId')
+  for (const [n, count] of seen.puts) assert.equal(count, 1, `part ${n} was uploaded ${count} times`)
+  assert.deepEqual([...seen.puts.keys()].sort((a, b) => a - b), [1, 2, 3, 4, 5], 'every part once, across the reload')
+  checkObject(seen.creates[0].key, size, 13)
+  assert.ok(done.uploadURL, 'Uppy reports the object URL')
+  await context.close()
+})
