@@ -74,7 +74,7 @@ fn main() {
                     provider_upload_id: upload_id,
                     filename: format!("f{i}.bin"),
                     content_type: "application/octet-stream".into(),
-                    plan,
+                    plan: Some(plan),
                     metadata: Default::default(),
                     fingerprint: None,
                     checksum_algorithm: None,

@@ -224,46 +224,17 @@ impl Broker {
         plan: PartPlan,
     ) -> Result<(Upload, Vec<SignedPart>), ApiError> {
         let s = &self.inner.settings;
-        let now = Self::now().trunc_subsecs(3);
-        let id = Uuid::now_v7();
-        let key = ObjectKey::for_upload(&s.key_prefix, now, id, req.filename.as_str());
-        let storage = &self.inner.storage;
-        let provider_upload_id = storage
-            .create_multipart_upload(
-                &key,
+        let upload = self
+            .start_upload(
+                tenant,
+                &req.filename,
                 &req.content_type,
                 &req.metadata,
+                Some(plan),
+                req.fingerprint.map(|f| f.as_str().to_string()),
                 req.checksum_algorithm,
             )
             .await?;
-        let upload = Upload {
-            id,
-            tenant,
-            status: UploadStatus::Active,
-            bucket: storage.bucket().to_string(),
-            key,
-            provider_upload_id,
-            filename: req.filename.as_str().to_string(),
-            content_type: req.content_type.as_str().to_string(),
-            plan: Some(plan),
-            metadata: req.metadata.as_map().clone(),
-            fingerprint: req.fingerprint.map(|f| f.as_str().to_string()),
-            checksum_algorithm: req.checksum_algorithm,
-            etag: None,
-            checksum: None,
-            object_size: None,
-            completed_parts: None,
-            created_at: now,
-            expires_at: now
-                + chrono::Duration::from_std(s.upload_ttl).unwrap_or(chrono::Duration::days(7)),
-            lease_until: None,
-        };
-        if let Err(e) = db::insert_upload(&self.inner.db, &upload).await {
-            self.abort_orphan(&upload).await;
-            return Err(e.into());
-        }
-        tracing::info!(upload_id = %upload.id, parts = plan.part_count(), size = plan.size(), "upload created");
-        crate::metrics::upload_created();
         let first: Vec<(PartNumber, Option<PartChecksum>)> = if upload.checksum_algorithm.is_some()
         {
             Vec::new()
@@ -282,6 +253,58 @@ impl Broker {
                 Err(e)
             }
         }
+    }
+
+    /// Creates the provider upload and records it; if the record cannot be
+    /// written, the provider upload is aborted (no orphan on any error path).
+    #[allow(clippy::too_many_arguments)]
+    async fn start_upload(
+        &self,
+        tenant: String,
+        filename: &FileName,
+        content_type: &ContentType,
+        metadata: &Metadata,
+        plan: Option<PartPlan>,
+        fingerprint: Option<String>,
+        checksum_algorithm: Option<ChecksumAlgorithm>,
+    ) -> Result<Upload, ApiError> {
+        let s = &self.inner.settings;
+        let now = Self::now().trunc_subsecs(3);
+        let id = Uuid::now_v7();
+        let key = ObjectKey::for_upload(&s.key_prefix, now, id, filename.as_str());
+        let storage = &self.inner.storage;
+        let provider_upload_id = storage
+            .create_multipart_upload(&key, content_type, metadata, checksum_algorithm)
+            .await?;
+        let upload = Upload {
+            id,
+            tenant,
+            status: UploadStatus::Active,
+            bucket: storage.bucket().to_string(),
+            key,
+            provider_upload_id,
+            filename: filename.as_str().to_string(),
+            content_type: content_type.as_str().to_string(),
+            plan,
+            metadata: metadata.as_map().clone(),
+            fingerprint,
+            checksum_algorithm,
+            etag: None,
+            checksum: None,
+            object_size: None,
+            completed_parts: None,
+            created_at: now,
+            expires_at: now
+                + chrono::Duration::from_std(s.upload_ttl).unwrap_or(chrono::Duration::days(7)),
+            lease_until: None,
+        };
+        if let Err(e) = db::insert_upload(&self.inner.db, &upload).await {
+            self.abort_orphan(&upload).await;
+            return Err(e.into());
+        }
+        tracing::info!(upload_id = %upload.id, size = ?plan.map(|p| p.size()), parts = ?plan.map(|p| p.part_count()), "upload created");
+        crate::metrics::upload_created();
+        Ok(upload)
     }
 
     async fn abort_orphan(&self, upload: &Upload) {
@@ -989,43 +1012,16 @@ impl Broker {
         let this = self.clone();
         let tenant = tenant.to_string();
         spawn_to_end(async move {
-            let s = &this.inner.settings;
-            let now = Self::now().trunc_subsecs(3);
-            let id = Uuid::now_v7();
-            let key = ObjectKey::for_upload(&s.key_prefix, now, id, filename.as_str());
-            let storage = &this.inner.storage;
-            let provider_upload_id = storage
-                .create_multipart_upload(&key, &content_type, &metadata, None)
-                .await?;
-            let upload = Upload {
-                id,
+            this.start_upload(
                 tenant,
-                status: UploadStatus::Active,
-                bucket: storage.bucket().to_string(),
-                key,
-                provider_upload_id,
-                filename: filename.as_str().to_string(),
-                content_type: content_type.as_str().to_string(),
-                plan: None,
-                metadata: metadata.as_map().clone(),
-                fingerprint: None,
-                checksum_algorithm: None,
-                etag: None,
-                checksum: None,
-                object_size: None,
-                completed_parts: None,
-                created_at: now,
-                expires_at: now
-                    + chrono::Duration::from_std(s.upload_ttl).unwrap_or(chrono::Duration::days(7)),
-                lease_until: None,
-            };
-            if let Err(e) = db::insert_upload(&this.inner.db, &upload).await {
-                this.abort_orphan(&upload).await;
-                return Err(e.into());
-            }
-            tracing::info!(upload_id = %upload.id, "upload created (companion)");
-            crate::metrics::upload_created();
-            Ok(upload)
+                &filename,
+                &content_type,
+                &metadata,
+                None,
+                None,
+                None,
+            )
+            .await
         })
         .await
     }
@@ -1058,14 +1054,6 @@ impl Broker {
         self.inner.storage.object_url(&upload.key)
     }
 
-    /// How long part URLs signed now for this upload live, in seconds.
-    pub fn part_url_seconds(&self, upload: &Upload) -> Result<u64, ApiError> {
-        Ok(self
-            .url_validity(upload, self.inner.settings.part_url_ttl)?
-            .1
-            .as_secs())
-    }
-
     // ------------------------------------------------------------ download
 
     /// A short-lived presigned GET of a completed upload's object. Range
@@ -1074,9 +1062,10 @@ impl Broker {
         &self,
         tenant: &str,
         token: &str,
-        disposition: Option<String>,
+        disposition: impl FnOnce(&Upload) -> Option<String>,
     ) -> Result<DownloadUrl, ApiError> {
         let upload = self.load(tenant, token).await?;
+        let disposition = disposition(&upload);
         if upload.status != UploadStatus::Completed {
             return Err(ApiError::NotActive(upload.status));
         }

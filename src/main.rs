@@ -187,11 +187,8 @@ async fn serve(args: ServeArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match app.local_addr() {
-        Ok(addr) => {
-            tracing::info!(%addr, bucket = %config.storage.bucket, "upload-broker listening")
-        }
-        Err(_) => {}
+    if let Ok(addr) = app.local_addr() {
+        tracing::info!(%addr, bucket = %config.storage.bucket, "upload-broker listening")
     }
     match app.run_until(startup::shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,

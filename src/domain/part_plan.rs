@@ -129,8 +129,7 @@ impl PartPlan {
     pub fn from_stored(size: u64, part_size: u64, part_count: u32) -> Option<Self> {
         let ok = size > 0
             && part_size > 0
-            && part_count >= 1
-            && part_count <= MAX_PARTS
+            && (1..=MAX_PARTS).contains(&part_count)
             && size.div_ceil(part_size) == u64::from(part_count);
         ok.then_some(Self {
             size,
@@ -151,7 +150,7 @@ impl PartPlan {
 
     /// The part number `n` if it belongs to this plan.
     pub fn part(&self, n: u32) -> Option<PartNumber> {
-        (1..=self.part_count).contains(&n).then(|| PartNumber(n))
+        (1..=self.part_count).contains(&n).then_some(PartNumber(n))
     }
 
     /// Every part number of the plan, in order.
@@ -264,7 +263,7 @@ mod tests {
         let mut total = 0u64;
         for n in plan.parts() {
             let len = plan.part_len(n);
-            assert!(len >= 1 && len <= MAX_PART_SIZE);
+            assert!((1..=MAX_PART_SIZE).contains(&len));
             if n.get() < plan.part_count() {
                 // All but the last are equal and big enough (R2 and S3).
                 assert_eq!(len, plan.part_size());

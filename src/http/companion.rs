@@ -214,8 +214,6 @@ async fn sign_one(
     let n: u32 = part.parse().map_err(|_| {
         ApiError::InvalidRequest(format!("partNumber: {part:?} is not a part number"))
     })?;
-    let upload = state.broker.load_ref(&tenant, &r).await?;
-    let expires = state.broker.part_url_seconds(&upload)?;
     let mut parts = state
         .broker
         .sign(
@@ -230,6 +228,8 @@ async fn sign_one(
     let part = parts
         .pop()
         .ok_or_else(|| ApiError::Internal("no URL signed".into()))?;
+    // Seconds left until the URL's own expiry.
+    let expires = (part.expires_at - chrono::Utc::now()).num_seconds().max(0) as u64;
     Ok(Json(SignedUrl {
         url: part.url,
         expires,

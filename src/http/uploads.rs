@@ -566,11 +566,12 @@ async fn download(
     if let Some(f) = &body.filename {
         FileName::parse(f.clone())?;
     }
-    let upload = state.broker.load(&tenant, &token).await?;
-    let name = body.filename.unwrap_or(upload.filename);
     let d = state
         .broker
-        .download(&tenant, &token, Some(content_disposition(kind, &name)))
+        .download(&tenant, &token, |upload| {
+            let name = body.filename.as_deref().unwrap_or(&upload.filename);
+            Some(content_disposition(kind, name))
+        })
         .await?;
     Ok(Json(d.into()))
 }
