@@ -241,3 +241,17 @@ test('a page reload mid-upload resumes the same upload with Golden Retriever', a
   assert.ok(done.uploadURL, 'Uppy reports the object URL')
   await context.close()
 })
+
+test('the plugin unchanged: a small file goes up in one presigned POST', async () => {
+  const { context, page, seen } = await openPage('&plain=1')
+  const size = 3 * MiB + 17
+  let params = 0
+  page.on('response', (res) => { if (new URL(res.url()).pathname === '/s3/params' && res.ok()) params++ })
+  await page.evaluate((s) => { window.addFile('small.txt', s, 17); return window.uppy.upload() }, size)
+  const done = await waitForSuccess(page, 'small.txt')
+  assert.equal(params, 1, 'one /s3/params call')
+  assert.equal(seen.creates.length, 0, 'no multipart upload for a small file')
+  const key = decodeURIComponent(new URL(done.uploadURL).pathname.split('/').slice(2).join('/'))
+  checkObject(key, size, 17)
+  await context.close()
+})

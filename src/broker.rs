@@ -31,6 +31,8 @@ pub struct BrokerSettings {
     pub key_prefix: String,
     /// How long a completer holds an upload in `completing` before another may take over.
     pub completion_lease: Duration,
+    /// Whether the provider takes POST-policy uploads (S3 does; R2 does not).
+    pub post_uploads: bool,
 }
 
 /// How long a download URL lives.
@@ -1047,6 +1049,42 @@ impl Broker {
             }
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// A presigned POST for a whole small object (Companion's `/s3/params`,
+    /// which Uppy uses for files it does not upload in parts). The key is
+    /// chosen here like every other key; the policy pins it, the content type,
+    /// the metadata and the largest size.
+    pub async fn presign_post(
+        &self,
+        filename: &FileName,
+        content_type: &ContentType,
+        metadata: &Metadata,
+    ) -> Result<(crate::storage::PresignedPost, u64), ApiError> {
+        let s = &self.inner.settings;
+        if !s.post_uploads {
+            return Err(ApiError::InvalidRequest(
+                "this storage provider does not take single-request (POST) uploads: configure @uppy/aws-s3 with shouldUseMultipart: true".into(),
+            ));
+        }
+        let key = ObjectKey::for_upload(
+            &s.key_prefix,
+            Self::now(),
+            Uuid::now_v7(),
+            filename.as_str(),
+        );
+        // S3 takes at most 5 GiB in one request.
+        let max = s
+            .plan_limits
+            .max_upload_size
+            .min(crate::domain::part_plan::MAX_PART_SIZE);
+        let post = self
+            .inner
+            .storage
+            .presign_post_object(&key, content_type, metadata, max, s.part_url_ttl)
+            .await?;
+        crate::metrics::part_urls_signed(1);
+        Ok((post, s.part_url_ttl.as_secs()))
     }
 
     /// Where a finished object lives (what S3 reports as `Location`).

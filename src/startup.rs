@@ -46,6 +46,7 @@ impl Application {
                 sign_window: config.sign_window,
                 key_prefix: config.storage.key_prefix.clone(),
                 completion_lease: COMPLETION_LEASE,
+                post_uploads: config.storage.provider == crate::config::Provider::S3,
             },
         );
         let credentials = Credentials::new(&config.api_keys);

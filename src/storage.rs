@@ -103,6 +103,14 @@ pub struct PresignedPart {
     pub headers: BTreeMap<String, String>,
 }
 
+/// A presigned POST (S3's browser-form upload of a whole object): the form
+/// fields to send, file last, to `url`.
+#[derive(Clone)]
+pub struct PresignedPost {
+    pub url: String,
+    pub fields: BTreeMap<String, String>,
+}
+
 /// What an abort found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AbortOutcome {
@@ -133,6 +141,9 @@ pub struct Storage {
     list_parts_page_size: i32,
     /// Base URL of objects: `{endpoint}/{bucket}` (path style) or the virtual-host form.
     object_base: String,
+    /// For signing POST policies (the SDK presigns requests, not policies).
+    credentials: Option<aws_sdk_s3::config::SharedCredentialsProvider>,
+    region: String,
 }
 
 impl Storage {
@@ -160,6 +171,8 @@ impl Storage {
             bucket: cfg.bucket.clone(),
             list_parts_page_size: cfg.list_parts_page_size,
             object_base: object_base(cfg),
+            credentials: sdk.credentials_provider(),
+            region: cfg.region.clone(),
         }
     }
 
@@ -500,6 +513,78 @@ impl Storage {
             .await
             .map_err(|e| StorageError::from_sdk("GetObject", e))?;
         Ok(req.uri().to_string())
+    }
+
+    /// Presigns a POST policy for one whole object at `key`: exactly that key,
+    /// that content type and metadata, at most `max_size` bytes, until
+    /// `expires_in` from now.
+    pub async fn presign_post_object(
+        &self,
+        key: &ObjectKey,
+        content_type: &ContentType,
+        metadata: &Metadata,
+        max_size: u64,
+        expires_in: Duration,
+    ) -> Result<PresignedPost, StorageError> {
+        use aws_sdk_s3::config::ProvideCredentials;
+        use base64::Engine as _;
+        let presign_err = |detail: &str| StorageError::Presign {
+            operation: "PostObject",
+            detail: detail.to_string(),
+        };
+        let provider = self
+            .credentials
+            .as_ref()
+            .ok_or_else(|| presign_err("no credentials provider"))?;
+        let creds = provider
+            .provide_credentials()
+            .await
+            .map_err(|_| presign_err("credentials could not be loaded"))?;
+        let region = &self.region;
+        let now = SystemTime::now();
+        let t: chrono::DateTime<chrono::Utc> = now.into();
+        let date = t.format("%Y%m%d").to_string();
+        let amz_date = t.format("%Y%m%dT%H%M%SZ").to_string();
+        let credential = format!("{}/{date}/{region}/s3/aws4_request", creds.access_key_id());
+        let expiration = (t + chrono::Duration::from_std(expires_in)
+            .unwrap_or(chrono::Duration::hours(1)))
+        .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+        .to_string();
+
+        let mut fields = BTreeMap::new();
+        fields.insert("key".to_string(), key.as_str().to_string());
+        fields.insert(
+            "Content-Type".to_string(),
+            content_type.as_str().to_string(),
+        );
+        fields.insert(
+            "x-amz-algorithm".to_string(),
+            "AWS4-HMAC-SHA256".to_string(),
+        );
+        fields.insert("x-amz-credential".to_string(), credential);
+        fields.insert("x-amz-date".to_string(), amz_date);
+        if let Some(token) = creds.session_token() {
+            fields.insert("x-amz-security-token".to_string(), token.to_string());
+        }
+        for (k, v) in metadata.iter() {
+            fields.insert(format!("x-amz-meta-{k}"), v.clone());
+        }
+        let mut conditions = vec![
+            serde_json::json!({ "bucket": self.bucket }),
+            serde_json::json!(["content-length-range", 0, max_size]),
+        ];
+        conditions.extend(fields.iter().map(|(k, v)| serde_json::json!({ k: v })));
+        let policy = serde_json::json!({ "expiration": expiration, "conditions": conditions });
+        let policy = base64::engine::general_purpose::STANDARD.encode(policy.to_string());
+        let signing_key =
+            aws_sigv4::sign::v4::generate_signing_key(creds.secret_access_key(), now, region, "s3");
+        let signature = aws_sigv4::sign::v4::calculate_signature(signing_key, policy.as_bytes());
+        fields.insert("policy".to_string(), policy);
+        fields.insert("x-amz-signature".to_string(), signature);
+        Ok(PresignedPost {
+            url: format!("{}/", self.object_base),
+            fields,
+        })
     }
 
     /// Whether the bucket is reachable with these credentials (readiness).

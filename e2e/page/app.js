@@ -21,11 +21,11 @@ window.fetch = (input, init = {}) => {
 }
 
 const uppy = new Uppy({ id: 'e2e', autoProceed: false, debug: params.get('debug') === '1' })
-uppy.use(AwsS3, {
-  companionEndpoint: broker,
-  shouldUseMultipart: true,
-  getChunkSize: () => 5 * 1024 * 1024,
-})
+// `?plain=1`: the plugin exactly as an app would have it for Companion (small
+// files then go up in one presigned POST).
+uppy.use(AwsS3, params.get('plain')
+  ? { companionEndpoint: broker }
+  : { companionEndpoint: broker, shouldUseMultipart: true, getChunkSize: () => 5 * 1024 * 1024 })
 if (params.get('golden')) {
   uppy.use(GoldenRetriever, { indexedDB: { maxFileSize: 100 * 1024 * 1024, maxTotalSize: 200 * 1024 * 1024 } })
   // What the Dashboard's "resume" button does after a reload.

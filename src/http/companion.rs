@@ -325,11 +325,55 @@ async fn abort(
     Ok(Json(serde_json::json!({})))
 }
 
+#[derive(Serialize, ToSchema)]
+pub struct PostParams {
+    /// Always "POST".
+    method: &'static str,
+    /// Where to POST the form.
+    url: String,
+    /// Form fields to send before the file (the file goes last, as `file`).
+    fields: BTreeMap<String, String>,
+    /// Seconds the policy stays valid.
+    expires: u64,
+}
+
 #[utoipa::path(operation_id = "companion_params", get, path = "/params", tag = "companion", security(("bearer" = [])),
-    summary = "Single-request (POST form) uploads: not offered",
-    responses((status = 400, description = "INVALID_REQUEST: use multipart (shouldUseMultipart: true)", body = ErrorBody)))]
-async fn params(Tenant(_tenant): Tenant) -> ApiError {
-    ApiError::InvalidRequest(
-        "single-request uploads (/s3/params) are not offered: configure @uppy/aws-s3 with shouldUseMultipart: true".into(),
-    )
+    summary = "A presigned POST policy for a whole small object (Companion: getUploadParameters)",
+    params(("filename" = String, Query), ("type" = Option<String>, Query), ("metadata[name]" = Option<String>, Query, description = "metadata[<field>]=<value>, any number")),
+    responses((status = 200, description = "The form to POST to storage", body = PostParams),
+        (status = 400, description = "INVALID_REQUEST (also: the provider takes no POST uploads, as R2)", body = ErrorBody),
+        (status = 401, description = "UNAUTHORIZED", body = ErrorBody)))]
+async fn params(
+    State(state): State<AppState>,
+    Tenant(_tenant): Tenant,
+    q: Q<Vec<(String, String)>>,
+) -> Result<Json<PostParams>, ApiError> {
+    let pairs = query(q)?;
+    let get = |name: &str| {
+        pairs
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    };
+    let filename = FileName::parse(get("filename").unwrap_or_default())?;
+    let content_type = ContentType::parse(get("type").filter(|t| !t.is_empty()))?;
+    let metadata = companion_metadata(Some(
+        pairs
+            .iter()
+            .filter_map(|(k, v)| {
+                let name = k.strip_prefix("metadata[")?.strip_suffix(']')?;
+                Some((name.to_string(), serde_json::Value::String(v.clone())))
+            })
+            .collect(),
+    ))?;
+    let (post, expires) = state
+        .broker
+        .presign_post(&filename, &content_type, &metadata)
+        .await?;
+    Ok(Json(PostParams {
+        method: "POST",
+        url: post.url,
+        fields: post.fields,
+        expires,
+    }))
 }

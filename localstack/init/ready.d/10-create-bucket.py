@@ -38,7 +38,7 @@ s3.put_bucket_cors(
         "CORSRules": [
             {
                 "AllowedOrigins": origins,
-                "AllowedMethods": ["PUT", "GET", "HEAD"],
+                "AllowedMethods": ["PUT", "POST", "GET", "HEAD"],
                 "AllowedHeaders": ["*"],
                 "ExposeHeaders": ["ETag"],
                 "MaxAgeSeconds": 3600,
