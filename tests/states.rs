@@ -96,7 +96,7 @@ async fn expired_uploads_answer_410_everywhere(pool: PgPool) {
     let app = TestApp::spawn_with(
         pool,
         Options {
-            upload_ttl: Duration::from_secs(2),
+            upload_ttl: Duration::from_secs(3),
             ..Default::default()
         },
     )
@@ -106,9 +106,9 @@ async fn expired_uploads_answer_410_everywhere(pool: PgPool) {
         .await;
     let created = chrono::DateTime::parse_from_rfc3339(c["createdAt"].as_str().unwrap()).unwrap();
     let expires = chrono::DateTime::parse_from_rfc3339(c["expiresAt"].as_str().unwrap()).unwrap();
-    assert_eq!(expires - created, chrono::Duration::seconds(2));
+    assert_eq!(expires - created, chrono::Duration::seconds(3));
     let t = token(&c);
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    tokio::time::sleep(Duration::from_millis(3500)).await;
     for (name, s, v) in all_routes(&app, &t).await {
         assert_eq!((s, error_code(&v)), (410, "UPLOAD_EXPIRED"), "{name}");
     }

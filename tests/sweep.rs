@@ -163,14 +163,15 @@ async fn a_sweep_racing_complete_never_loses_a_completion(pool: PgPool) {
         app.put_part(&c["parts"][0], &file).await;
         uploads.push((c, file));
     }
-    // One expiry instant for all, 1 s from now; start completing 150 ms before it.
+    // One expiry instant for all, 1 s from now; start completing 500 ms before it,
+    // one every ~50 ms or more, so that some land before it and some after.
     let expiry = Utc::now() + chrono::Duration::seconds(1);
     sqlx::query("update uploads set expires_at = $1")
         .bind(expiry)
         .execute(&app.pool)
         .await
         .unwrap();
-    let wait = (expiry - Utc::now() - chrono::Duration::milliseconds(150))
+    let wait = (expiry - Utc::now() - chrono::Duration::milliseconds(500))
         .to_std()
         .unwrap_or_default();
     tokio::time::sleep(wait).await;
@@ -192,7 +193,7 @@ async fn a_sweep_racing_complete_never_loses_a_completion(pool: PgPool) {
         let mut out = Vec::new();
         for (c, _) in &uploads {
             out.push(app.complete(&token(c), None).await);
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
         stop.store(true, std::sync::atomic::Ordering::SeqCst);
         out
