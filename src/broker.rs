@@ -271,7 +271,7 @@ impl Broker {
         checksum_algorithm: Option<ChecksumAlgorithm>,
     ) -> Result<Upload, ApiError> {
         let s = &self.inner.settings;
-        let now = Self::now().trunc_subsecs(3);
+        let now = Self::now().trunc_subsecs(0);
         let id = Uuid::now_v7();
         let key = ObjectKey::for_upload(&s.key_prefix, now, id, filename.as_str());
         let storage = &self.inner.storage;
@@ -378,8 +378,15 @@ impl Broker {
         let upload = self.load_ref(tenant, upload).await?;
         Self::require_active(&upload)?;
         let mut parts = Vec::with_capacity(requests.len());
+        let mut seen = std::collections::BTreeSet::new();
         for r in requests {
             let n = part_of(&upload, r.part_number)?;
+            if !seen.insert(r.part_number) {
+                return Err(ApiError::InvalidRequest(format!(
+                    "partNumbers: {} is repeated",
+                    r.part_number
+                )));
+            }
             let checksum = match (upload.checksum_algorithm, &r.checksum) {
                 (Some(alg), Some(c)) => Some(PartChecksum::parse(alg, c).map_err(|e| {
                     ApiError::InvalidRequest(format!("parts: part {}: {e}", r.part_number))
@@ -480,19 +487,7 @@ impl Broker {
                     .await
                 {
                     Ok(stored) => Ok(Self::reconciled(upload, &stored)),
-                    Err(StorageError::NoSuchUpload) => {
-                        // Completed a moment ago, or gone behind our back.
-                        let fresh = db::get_upload(&self.inner.db, upload.id)
-                            .await?
-                            .ok_or(ApiError::NotFound)?;
-                        if fresh.status == UploadStatus::Completed {
-                            return Ok(Self::finished(fresh));
-                        }
-                        if fresh.status == UploadStatus::Active {
-                            self.storage_lost(&fresh).await?;
-                        }
-                        Err(ApiError::Expired(GONE_AT_PROVIDER_MESSAGE))
-                    }
+                    Err(StorageError::NoSuchUpload) => self.after_no_such_upload(upload.id).await,
                     Err(e) => Err(e.into()),
                 }
             }
@@ -502,6 +497,35 @@ impl Broker {
             }
         }
     }
+    /// ListParts said NoSuchUpload: someone completed or aborted the upload a
+    /// moment ago, or the provider lost it. Answer from the fresh record; only
+    /// an upload that is still `active` has really been lost.
+    async fn after_no_such_upload(&self, id: Uuid) -> Result<UploadState, ApiError> {
+        // A completion may be between its provider call and its record: give it
+        // a moment to land.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let fresh = db::get_upload(&self.inner.db, id)
+                .await?
+                .ok_or(ApiError::NotFound)?;
+            match fresh.status {
+                UploadStatus::Completed => return Ok(Self::finished(fresh)),
+                UploadStatus::Aborted => return Ok(Self::reconciled(fresh, &[])),
+                UploadStatus::Completing if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                UploadStatus::Completing => return Ok(Self::reconciled(fresh, &[])),
+                UploadStatus::Active => {
+                    self.storage_lost(&fresh).await?;
+                    return Err(ApiError::Expired(GONE_AT_PROVIDER_MESSAGE));
+                }
+                UploadStatus::Expired | UploadStatus::Expiring => {
+                    return Err(ApiError::Expired(GONE_AT_PROVIDER_MESSAGE))
+                }
+            }
+        }
+    }
+
     fn reconciled(upload: Upload, stored: &[StoredPart]) -> UploadState {
         let Some(plan) = upload.plan else {
             // No plan to hold the parts against: report them as they are.
@@ -676,9 +700,6 @@ impl Broker {
         };
         loop {
             let upload = self.load_ref(tenant, r).await?;
-            for p in claims {
-                part_of(&upload, p.part_number)?;
-            }
             match upload.status {
                 UploadStatus::Completed => return Ok(upload),
                 UploadStatus::Aborted => return Err(ApiError::NotActive(UploadStatus::Aborted)),
@@ -696,6 +717,16 @@ impl Broker {
                     continue;
                 }
                 UploadStatus::Active | UploadStatus::Completing => {}
+            }
+            let mut seen = std::collections::BTreeSet::new();
+            for p in claims {
+                part_of(&upload, p.part_number)?;
+                if !seen.insert(p.part_number) {
+                    return Err(ApiError::InvalidRequest(format!(
+                        "parts: part {} is repeated",
+                        p.part_number
+                    )));
+                }
             }
             let Some(mine) =
                 db::claim_completion(&self.inner.db, upload.id, Self::now(), lease).await?

@@ -79,14 +79,19 @@ impl ContentType {
     }
 }
 
-/// User metadata: lower-case keys of `[a-z0-9-]`, printable ASCII values, at most
-/// 2 KiB in all. Becomes the object's `x-amz-meta-*` headers.
+/// User metadata: lower-case keys of `[a-z0-9-]`, at most 2 KiB in all (counted
+/// as stored). Becomes the object's `x-amz-meta-*` headers; values that HTTP
+/// headers cannot carry are stored RFC 2047-encoded (see [`header_safe`]).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Metadata(BTreeMap<String, String>);
 
 impl Metadata {
     pub fn parse(m: Option<BTreeMap<String, String>>) -> Result<Self, FieldError> {
-        let m = m.unwrap_or_default();
+        let m: BTreeMap<String, String> = m
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| (k, header_safe(&v)))
+            .collect();
         let mut total = 0;
         for (k, v) in &m {
             if k.is_empty()
@@ -97,12 +102,6 @@ impl Metadata {
                 return Err(err(
                     "metadata",
                     format!("key {k:?} must be lower-case ASCII letters, digits and '-'"),
-                ));
-            }
-            if !v.chars().all(|c| (' '..='~').contains(&c)) {
-                return Err(err(
-                    "metadata",
-                    format!("the value of {k:?} must be printable ASCII (S3 metadata travels in HTTP headers)"),
                 ));
             }
             total += k.len() + v.len();
@@ -123,6 +122,21 @@ impl Metadata {
     }
     pub fn from_stored(m: BTreeMap<String, String>) -> Self {
         Self(m)
+    }
+}
+
+/// A metadata value as an HTTP header can carry it: printable ASCII as is,
+/// anything else as an RFC 2047 encoded word (`=?UTF-8?B?<base64>?=`), the form
+/// S3 itself uses for non-ASCII user metadata.
+pub fn header_safe(v: &str) -> String {
+    use base64::Engine as _;
+    if v.chars().all(|c| (' '..='~').contains(&c)) {
+        v.to_string()
+    } else {
+        format!(
+            "=?UTF-8?B?{}?=",
+            base64::engine::general_purpose::STANDARD.encode(v)
+        )
     }
 }
 
@@ -172,7 +186,10 @@ mod tests {
         assert!(Metadata::parse(m("Camera", "x")).is_err());
         assert!(Metadata::parse(m("a_b", "x")).is_err());
         assert!(Metadata::parse(m("", "x")).is_err());
-        assert!(Metadata::parse(m("a", "line\nbreak")).is_err());
+        let enc = Metadata::parse(m("title", "Café")).unwrap();
+        assert_eq!(enc.as_map()["title"], "=?UTF-8?B?Q2Fmw6k=?=");
+        let enc = Metadata::parse(m("a", "line\nbreak")).unwrap();
+        assert!(enc.as_map()["a"].starts_with("=?UTF-8?B?"));
         assert!(Metadata::parse(m("a", &"x".repeat(2047))).is_ok());
         assert!(Metadata::parse(m("a", &"x".repeat(2048))).is_err());
     }
@@ -190,14 +207,12 @@ mod tests {
 }
 
 /// Metadata as Uppy sends it to Companion: any JSON values under any keys.
-/// Keys are lower-cased and reduced to `[a-z0-9-]`; strings with characters
-/// HTTP headers cannot carry are percent-encoded (UTF-8); numbers and booleans
-/// become their text; `null` is dropped. The 2 KiB limit still applies.
+/// Keys are lower-cased and reduced to `[a-z0-9-]`; numbers and booleans become
+/// their text; `null` is dropped; values are then made header-safe as for the
+/// native API. The 2 KiB limit still applies.
 pub fn companion_metadata(
     m: Option<serde_json::Map<String, serde_json::Value>>,
 ) -> Result<Metadata, FieldError> {
-    use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
-    const ENCODE: &AsciiSet = &CONTROLS.add(b'%');
     let mut out = BTreeMap::new();
     for (k, v) in m.unwrap_or_default() {
         let key: String = k
@@ -220,7 +235,7 @@ pub fn companion_metadata(
         if key.is_empty() {
             continue;
         }
-        out.insert(key, utf8_percent_encode(&text, ENCODE).to_string());
+        out.insert(key, text);
     }
     Metadata::parse(Some(out))
 }
@@ -235,10 +250,10 @@ mod companion_tests {
         let m = json!({"name": "résumé.pdf", "Type": "application/pdf", "relativePath": null, "size": 12, "a b": "x\ny"});
         let got = companion_metadata(m.as_object().cloned()).unwrap();
         let got = got.as_map();
-        assert_eq!(got["name"], "r%C3%A9sum%C3%A9.pdf");
+        assert_eq!(got["name"], "=?UTF-8?B?csOpc3Vtw6kucGRm?=");
         assert_eq!(got["type"], "application/pdf");
         assert_eq!(got["size"], "12");
-        assert_eq!(got["a-b"], "x%0Ay");
+        assert_eq!(got["a-b"], "=?UTF-8?B?eAp5?=");
         assert!(!got.contains_key("relativepath"));
         let big = json!({"k": "x".repeat(3000)});
         assert!(companion_metadata(big.as_object().cloned()).is_err());
