@@ -506,3 +506,20 @@ pub async fn get_by_provider_upload_id(
     .await?;
     one(row)
 }
+
+/// Creates the database `url` names if it does not exist yet (so a fresh
+/// deployment needs no manual `createdb`). Errors are left to the connection
+/// that follows, which reports them.
+pub async fn create_database_if_missing(url: &str) {
+    use sqlx::migrate::MigrateDatabase;
+    match sqlx::Postgres::database_exists(url).await {
+        Ok(false) => match sqlx::Postgres::create_database(url).await {
+            Ok(()) => tracing::info!("created the database named in DATABASE_URL"),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not create the database named in DATABASE_URL")
+            }
+        },
+        Ok(true) => {}
+        Err(e) => tracing::debug!(error = %e, "could not check whether the database exists"),
+    }
+}

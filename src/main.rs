@@ -115,6 +115,7 @@ async fn migrate(args: DatabaseArgs) -> ExitCode {
             })
         }
     };
+    db::create_database_if_missing(url.expose()).await;
     match db::MIGRATOR.run(&pool).await {
         Ok(()) => {
             tracing::info!("migrations applied");
@@ -172,6 +173,7 @@ async fn serve(args: ServeArgs) -> ExitCode {
         }
     };
     if config.migrate {
+        db::create_database_if_missing(config.database_url.expose()).await;
         if let Err(e) = db::MIGRATOR.run(&pool).await {
             eprintln!("error: database migrations failed (is DATABASE_URL reachable?): {e}");
             return ExitCode::FAILURE;

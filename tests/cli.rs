@@ -159,19 +159,11 @@ fn test_database_url() -> String {
         .expect("DATABASE_URL is not set: run the suite with scripts/test.sh")
 }
 
-/// A database of its own for the binary (the binary migrates it).
+/// The URL of a database of its own for the binary, which does not exist yet:
+/// `migrate` creates it.
 async fn fresh_database() -> String {
-    let base = test_database_url();
-    let name = format!("ub_cli_{}", uuid::Uuid::new_v4().simple());
-    let admin = sqlx::PgPool::connect(&base)
-        .await
-        .expect("Postgres is reachable (scripts/test.sh starts it)");
-    sqlx::query(&format!("create database {name}"))
-        .execute(&admin)
-        .await
-        .unwrap();
-    let mut url = reqwest::Url::parse(&base).unwrap();
-    url.set_path(&name);
+    let mut url = reqwest::Url::parse(&test_database_url()).unwrap();
+    url.set_path(&format!("ub_cli_{}", uuid::Uuid::new_v4().simple()));
     url.to_string()
 }
 
@@ -325,6 +317,17 @@ async fn migrate_then_serve_then_stop_on_sigterm_with_clean_logs() {
         assert!(!logs.contains(secret), "the logs hold a {what}");
     }
     let _ = std::fs::remove_dir_all(state_dir);
+    // Leave no database behind.
+    let name = reqwest::Url::parse(&db)
+        .unwrap()
+        .path()
+        .trim_start_matches('/')
+        .to_string();
+    let admin = sqlx::PgPool::connect(&test_database_url()).await.unwrap();
+    sqlx::query(&format!("drop database if exists {name} with (force)"))
+        .execute(&admin)
+        .await
+        .unwrap();
 }
 
 fn database_url_of(name: &str) -> String {
