@@ -14,6 +14,7 @@ import path from 'node:path'
 import net from 'node:net'
 import * as esbuild from 'esbuild'
 import { chromium } from 'playwright-core'
+import { makeBytes } from './page/bytes.js'
 
 const here = path.dirname(fileURLToPath(import.meta.url))
 const need = (name) => {
@@ -35,18 +36,6 @@ function freePort() {
   })
 }
 
-// The same generator as the page's.
-function makeBytes(size, seed) {
-  const out = new Uint8Array(size)
-  let x = (seed * 2654435761) >>> 0 || 1
-  for (let i = 0; i < size; i++) {
-    x ^= x << 13; x >>>= 0
-    x ^= x >>> 17
-    x ^= x << 5; x >>>= 0
-    out[i] = x & 0xff
-  }
-  return out
-}
 const sha256 = (b) => createHash('sha256').update(b).digest('hex')
 
 // Reads an object back from LocalStack with boto3 (SigV4), returning its SHA-256 and size.

@@ -438,24 +438,7 @@ async fn status_while_a_completion_is_being_recorded(pool: PgPool) {
     .await
     .unwrap()
     .unwrap();
-    app.s3
-        .complete_multipart_upload()
-        .bucket(&app.bucket)
-        .key(c["key"].as_str().unwrap())
-        .upload_id(c["uploadId"].as_str().unwrap())
-        .multipart_upload(
-            aws_sdk_s3::types::CompletedMultipartUpload::builder()
-                .parts(
-                    aws_sdk_s3::types::CompletedPart::builder()
-                        .part_number(1)
-                        .e_tag(&etag)
-                        .build(),
-                )
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
+    app.complete_at_provider(&c, &etag).await;
     let recorder = tokio::spawn(async move {
         tokio::time::sleep(std::time::Duration::from_millis(700)).await;
         let object = upload_broker::db::FinishedObject {

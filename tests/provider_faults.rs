@@ -145,24 +145,7 @@ async fn a_completion_that_got_through_before_a_crash_is_recorded(pool: PgPool) 
     let etag = app.put_part(&c["parts"][0], &file).await;
     // Completed at the provider behind the broker's back (as if the broker
     // crashed right after its CompleteMultipartUpload).
-    app.s3
-        .complete_multipart_upload()
-        .bucket(&app.bucket)
-        .key(c["key"].as_str().unwrap())
-        .upload_id(c["uploadId"].as_str().unwrap())
-        .multipart_upload(
-            aws_sdk_s3::types::CompletedMultipartUpload::builder()
-                .parts(
-                    aws_sdk_s3::types::CompletedPart::builder()
-                        .part_number(1)
-                        .e_tag(etag)
-                        .build(),
-                )
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
+    app.complete_at_provider(&c, &etag).await;
     let (s, done) = app.complete(&token(&c), None).await;
     assert_eq!(s, 200, "{done}");
     assert_eq!(done["status"], "completed");

@@ -264,24 +264,7 @@ async fn a_dead_completer_is_recovered_not_aborted(pool: PgPool) {
         .await
         .unwrap()
         .unwrap();
-    app.s3
-        .complete_multipart_upload()
-        .bucket(&app.bucket)
-        .key(c["key"].as_str().unwrap())
-        .upload_id(c["uploadId"].as_str().unwrap())
-        .multipart_upload(
-            aws_sdk_s3::types::CompletedMultipartUpload::builder()
-                .parts(
-                    aws_sdk_s3::types::CompletedPart::builder()
-                        .part_number(1)
-                        .e_tag(etag)
-                        .build(),
-                )
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
+    app.complete_at_provider(&c, &etag).await;
     app.expire_now(&c).await;
     let r = app
         .sweeper(10)

@@ -4,6 +4,7 @@
 import Uppy from '@uppy/core'
 import AwsS3 from '@uppy/aws-s3'
 import GoldenRetriever from '@uppy/golden-retriever'
+import { makeBytes } from './bytes.js'
 
 const params = new URLSearchParams(location.search)
 const broker = params.get('broker')
@@ -35,18 +36,6 @@ if (params.get('golden')) {
   })
 }
 
-// Deterministic bytes (the test computes the same ones to check the object).
-function makeBytes(size, seed) {
-  const out = new Uint8Array(size)
-  let x = (seed * 2654435761) >>> 0 || 1
-  for (let i = 0; i < size; i++) {
-    x ^= x << 13; x >>>= 0
-    x ^= x >>> 17
-    x ^= x << 5; x >>>= 0
-    out[i] = x & 0xff
-  }
-  return out
-}
 
 window.events = []
 uppy.on('upload-success', (file, response) => window.events.push({ type: 'success', name: file.name, uploadURL: response.uploadURL, s3: file.s3Multipart }))

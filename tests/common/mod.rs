@@ -353,6 +353,29 @@ impl TestApp {
         (bytes, ct, meta)
     }
 
+    /// Completes a one-part upload at the provider directly, behind the
+    /// broker's back (as a completer that crashed right after it would have).
+    pub async fn complete_at_provider(&self, created: &Value, etag: &str) {
+        self.s3
+            .complete_multipart_upload()
+            .bucket(&self.bucket)
+            .key(created["key"].as_str().unwrap())
+            .upload_id(created["uploadId"].as_str().unwrap())
+            .multipart_upload(
+                aws_sdk_s3::types::CompletedMultipartUpload::builder()
+                    .parts(
+                        aws_sdk_s3::types::CompletedPart::builder()
+                            .part_number(1)
+                            .e_tag(etag)
+                            .build(),
+                    )
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+    }
+
     /// The provider's in-progress multipart uploads under this test's prefix.
     pub async fn in_progress_uploads(&self) -> Vec<String> {
         let out = self
