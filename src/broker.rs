@@ -766,18 +766,7 @@ impl Broker {
         };
         let r = Reconciliation::new(&plan, &stored);
         if let Some(claimed) = claimed {
-            let mismatched = conflicts(&stored, claimed);
-            if !mismatched.is_empty() {
-                let numbers: Vec<u32> = mismatched.iter().map(|c| c.part_number).collect();
-                return Err(ApiError::PartMismatch {
-                    message: format!(
-                        "part(s) {numbers:?} in storage do not match the given {}",
-                        mismatched[0].field
-                    ),
-                    wrong_size: Vec::new(),
-                    etag_mismatch: numbers,
-                });
-            }
+            require_matching(&stored, claimed)?;
         }
         if !r.missing.is_empty() {
             let missing: Vec<u32> = r.missing.iter().map(|n| n.get()).collect();
@@ -855,18 +844,7 @@ impl Broker {
                 wrong_size: Vec::new(),
             });
         }
-        let mismatched = conflicts(&stored, &given);
-        if !mismatched.is_empty() {
-            let numbers: Vec<u32> = mismatched.iter().map(|c| c.part_number).collect();
-            return Err(ApiError::PartMismatch {
-                message: format!(
-                    "part(s) {numbers:?} in storage do not match the given {}",
-                    mismatched[0].field
-                ),
-                wrong_size: Vec::new(),
-                etag_mismatch: numbers,
-            });
-        }
+        require_matching(&stored, &given)?;
         if given
             .iter()
             .enumerate()
@@ -1198,6 +1176,23 @@ impl Broker {
             }
         }
     }
+}
+
+/// 409 `PART_MISMATCH` if a stored part disagrees with what the client gave.
+fn require_matching(stored: &[StoredPart], claims: &[PartClaim]) -> Result<(), ApiError> {
+    let mismatched = conflicts(stored, claims);
+    let Some(first) = mismatched.first() else {
+        return Ok(());
+    };
+    let numbers: Vec<u32> = mismatched.iter().map(|c| c.part_number).collect();
+    Err(ApiError::PartMismatch {
+        message: format!(
+            "part(s) {numbers:?} in storage do not match the given {}",
+            first.field
+        ),
+        wrong_size: Vec::new(),
+        etag_mismatch: numbers,
+    })
 }
 
 /// The part `n` of an upload: within its plan, or 1 to 10,000 without one.
