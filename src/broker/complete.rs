@@ -1,0 +1,344 @@
+//! Completion, exactly once: a fenced claim, the provider's part list, the
+//! provider call, the record.
+
+use super::*;
+
+impl Broker {
+    // ------------------------------------------------------------ complete
+
+    /// Completes the upload exactly once, however many callers ask at once.
+    pub async fn complete(
+        &self,
+        tenant: &str,
+        upload: UploadRef,
+        with: CompleteWith,
+    ) -> Result<Upload, ApiError> {
+        let this = self.clone();
+        let tenant = tenant.to_string();
+        spawn_to_end(async move { this.complete_inner(&tenant, &upload, &with).await }).await
+    }
+
+    pub(super) async fn complete_inner(
+        &self,
+        tenant: &str,
+        r: &UploadRef,
+        with: &CompleteWith,
+    ) -> Result<Upload, ApiError> {
+        let lease = self.inner.settings.completion_lease;
+        let deadline = tokio::time::Instant::now() + lease + Duration::from_secs(5);
+        let claims = match with {
+            CompleteWith::Listed(c) => c.as_deref().unwrap_or_default(),
+            CompleteWith::Given(c) => c.as_slice(),
+        };
+        loop {
+            let upload = self.load_ref(tenant, r).await?;
+            match upload.status {
+                UploadStatus::Completed => return Ok(upload),
+                UploadStatus::Aborted => return Err(ApiError::NotActive(UploadStatus::Aborted)),
+                UploadStatus::Expired | UploadStatus::Expiring => {
+                    return Err(ApiError::Expired(EXPIRED_MESSAGE))
+                }
+                UploadStatus::Completing if upload.lease_until.is_some_and(|l| l > Self::now()) => {
+                    // Someone else is completing it: wait for their outcome.
+                    if tokio::time::Instant::now() >= deadline {
+                        return Err(ApiError::Internal(
+                            "timed out waiting for a completion in progress".into(),
+                        ));
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+                UploadStatus::Active | UploadStatus::Completing => {}
+            }
+            let mut seen = std::collections::BTreeSet::new();
+            for p in claims {
+                part_of(&upload, p.part_number)?;
+                if !seen.insert(p.part_number) {
+                    return Err(ApiError::InvalidRequest(format!(
+                        "parts: part {} is repeated",
+                        p.part_number
+                    )));
+                }
+            }
+            let Some(mine) =
+                db::claim_completion(&self.inner.db, upload.id, Self::now(), lease).await?
+            else {
+                continue; // someone else moved it first; look again
+            };
+            let result = match (mine.plan, with) {
+                (Some(plan), CompleteWith::Listed(claimed)) => {
+                    self.complete_claimed(&mine, plan, claimed.as_deref()).await
+                }
+                (plan, CompleteWith::Given(given)) => self.complete_given(&mine, plan, given).await,
+                (None, CompleteWith::Listed(_)) => Err(ApiError::Internal(
+                    "a native completion of an upload without a plan".into(),
+                )),
+            };
+            if result.is_err() {
+                // Completable again, unless it was settled as completed or expired.
+                db::release_completion(&self.inner.db, mine.id).await?;
+            }
+            return result;
+        }
+    }
+    pub(super) async fn complete_claimed(
+        &self,
+        upload: &Upload,
+        plan: PartPlan,
+        claimed: Option<&[PartClaim]>,
+    ) -> Result<Upload, ApiError> {
+        let storage = &self.inner.storage;
+        let stored = match storage
+            .list_parts(&upload.key, &upload.provider_upload_id)
+            .await
+        {
+            Ok(stored) => stored,
+            Err(StorageError::NoSuchUpload) => return self.recover_gone(upload).await,
+            Err(e) => return Err(e.into()),
+        };
+        let r = Reconciliation::new(&plan, &stored);
+        if let Some(claimed) = claimed {
+            require_matching(&stored, claimed)?;
+        }
+        if !r.missing.is_empty() {
+            let missing: Vec<u32> = r.missing.iter().map(|n| n.get()).collect();
+            if r.wrong_size.len() == r.missing.len() {
+                return Err(ApiError::PartMismatch {
+                    message:
+                        "stored part sizes do not match the part plan; re-upload the listed parts"
+                            .into(),
+                    wrong_size: r.wrong_size,
+                    etag_mismatch: Vec::new(),
+                });
+            }
+            return Err(ApiError::PartsMissing {
+                missing,
+                wrong_size: r.wrong_size,
+            });
+        }
+        if upload.checksum_algorithm.is_some() {
+            if let Some(p) = r.uploaded.iter().find(|p| p.checksum.is_none()) {
+                return Err(ApiError::PartMismatch {
+                    message: format!(
+                        "part {} has no stored checksum; re-upload it",
+                        p.part_number
+                    ),
+                    wrong_size: Vec::new(),
+                    etag_mismatch: vec![p.part_number],
+                });
+            }
+        }
+        let total: u64 = r.uploaded.iter().map(|p| p.size).sum();
+        if total != plan.size() {
+            return Err(ApiError::Internal(format!(
+                "parts add up to {total}, not {}",
+                plan.size()
+            )));
+        }
+        self.finish(upload, plan, &r.uploaded, None).await
+    }
+
+    /// Companion-style completion: exactly the given parts, each matching what
+    /// storage holds, numbered 1 to N, all but the last of one size of at
+    /// least 5 MiB (what S3 and R2 accept), and fitting the plan if there is one.
+    pub(super) async fn complete_given(
+        &self,
+        upload: &Upload,
+        plan: Option<PartPlan>,
+        given: &[PartClaim],
+    ) -> Result<Upload, ApiError> {
+        let storage = &self.inner.storage;
+        let stored = match storage
+            .list_parts(&upload.key, &upload.provider_upload_id)
+            .await
+        {
+            Ok(stored) => stored,
+            Err(StorageError::NoSuchUpload) => return self.recover_gone(upload).await,
+            Err(e) => return Err(e.into()),
+        };
+        let by_number: BTreeMap<u32, &StoredPart> =
+            stored.iter().map(|p| (p.part_number, p)).collect();
+        let mut given: Vec<PartClaim> = given.to_vec();
+        given.sort_by_key(|p| p.part_number);
+        if given.is_empty() {
+            return Err(ApiError::InvalidRequest(
+                "parts: at least one part is needed".into(),
+            ));
+        }
+        let missing: Vec<u32> = given
+            .iter()
+            .filter(|g| !by_number.contains_key(&g.part_number))
+            .map(|g| g.part_number)
+            .collect();
+        if !missing.is_empty() {
+            return Err(ApiError::PartsMissing {
+                missing,
+                wrong_size: Vec::new(),
+            });
+        }
+        require_matching(&stored, &given)?;
+        if given
+            .iter()
+            .enumerate()
+            .any(|(i, g)| g.part_number != i as u32 + 1)
+        {
+            return Err(ApiError::InvalidRequest(
+                "parts: part numbers must run from 1 without gaps".into(),
+            ));
+        }
+        let parts: Vec<StoredPart> = given
+            .iter()
+            .map(|g| by_number[&g.part_number].clone())
+            .collect();
+        let total: u64 = parts.iter().map(|p| p.size).sum();
+        let part_size = parts[0].size;
+        let (last, rest) = parts.split_last().expect("at least one part");
+        if let Some(bad) = rest
+            .iter()
+            .find(|p| p.size != part_size || p.size < crate::domain::part_plan::MIN_PART_SIZE)
+        {
+            return Err(ApiError::PartMismatch {
+                message: format!(
+                    "part {} is {} bytes: all parts but the last must have the same size, at least 5 MiB",
+                    bad.part_number, bad.size
+                ),
+                wrong_size: Vec::new(),
+                etag_mismatch: vec![bad.part_number],
+            });
+        }
+        if last.size > part_size {
+            return Err(ApiError::PartMismatch {
+                message: format!(
+                    "the last part ({} bytes) is larger than the others",
+                    last.size
+                ),
+                wrong_size: Vec::new(),
+                etag_mismatch: vec![last.part_number],
+            });
+        }
+        let learned =
+            PartPlan::from_stored(total, part_size, parts.len() as u32).ok_or_else(|| {
+                ApiError::InvalidRequest("parts: an empty upload cannot be completed".into())
+            })?;
+        if let Some(plan) = plan {
+            if plan != learned {
+                return Err(ApiError::PartMismatch {
+                    message: format!(
+                        "the parts add up to {total} bytes in {} parts; the upload declared {} bytes in {}",
+                        parts.len(),
+                        plan.size(),
+                        plan.part_count()
+                    ),
+                    wrong_size: Vec::new(),
+                    etag_mismatch: Vec::new(),
+                });
+            }
+        }
+        self.finish(upload, learned, &parts, plan.is_none().then_some(learned))
+            .await
+    }
+
+    /// Completes at the provider with exactly `parts`, verifies the object's
+    /// size, and records the completion.
+    pub(super) async fn finish(
+        &self,
+        upload: &Upload,
+        plan: PartPlan,
+        parts: &[StoredPart],
+        learned: Option<PartPlan>,
+    ) -> Result<Upload, ApiError> {
+        let storage = &self.inner.storage;
+        let total = plan.size();
+        let mut object = match storage
+            .complete_multipart_upload(
+                &upload.key,
+                &upload.provider_upload_id,
+                parts,
+                upload.checksum_algorithm,
+            )
+            .await
+        {
+            Ok(object) => object,
+            Err(StorageError::NoSuchUpload) => return self.recover_gone(upload).await,
+            Err(StorageError::Provider { code, .. })
+                if matches!(
+                    code.as_str(),
+                    "InvalidPart"
+                        | "InvalidPartOrder"
+                        | "EntityTooSmall"
+                        | "BadDigest"
+                        | "InvalidRequest"
+                ) =>
+            {
+                return Err(ApiError::PartMismatch {
+                    message: format!(
+                        "storage refused the part list ({code}); check the parts and try again"
+                    ),
+                    wrong_size: Vec::new(),
+                    etag_mismatch: Vec::new(),
+                })
+            }
+            Err(e) => return Err(e.into()),
+        };
+        // Verify the object itself: its size must be the declared size.
+        let head = storage.head_object(&upload.key).await;
+        object.size = head.as_ref().ok().and_then(|h| h.as_ref().map(|h| h.size));
+        let done = db::finish_completion_with_plan(
+            &self.inner.db,
+            upload.id,
+            UploadStatus::Completing,
+            &object,
+            parts,
+            Self::now(),
+            learned,
+        )
+        .await?
+        .ok_or_else(|| ApiError::Internal("the completion lease was lost".into()))?;
+        match head {
+            Ok(Some(h)) if h.size == total => {}
+            Ok(found) => {
+                tracing::error!(upload_id = %upload.id, size = ?found.map(|h| h.size), expected = total,
+                    "the completed object does not have the declared size");
+                return Err(ApiError::Storage(StorageError::Provider {
+                    operation: "HeadObject",
+                    code: "ObjectSizeMismatch".into(),
+                    message: String::new(),
+                }));
+            }
+            Err(e) => {
+                tracing::warn!(upload_id = %upload.id, error = %e, "could not verify the completed object's size")
+            }
+        }
+        tracing::info!(upload_id = %upload.id, parts = parts.len(), bytes = total, "upload completed");
+        crate::metrics::upload_completed(total);
+        Ok(done)
+    }
+
+    /// The provider has no such upload. If the object is there with the right
+    /// size, an earlier completion got through before a crash: record it.
+    /// Otherwise the upload is gone at the provider: it has expired.
+    pub(super) async fn recover_gone(&self, upload: &Upload) -> Result<Upload, ApiError> {
+        if let Some(obj) = self.inner.storage.head_object(&upload.key).await? {
+            if upload.plan.is_none_or(|p| obj.size == p.size()) {
+                tracing::warn!(upload_id = %upload.id, "provider upload already completed; recording it");
+                let object = FinishedObject {
+                    etag: obj.etag,
+                    checksum: None,
+                    size: Some(obj.size),
+                };
+                return db::finish_completion(
+                    &self.inner.db,
+                    upload.id,
+                    UploadStatus::Completing,
+                    &object,
+                    &[],
+                    Self::now(),
+                )
+                .await?
+                .ok_or_else(|| ApiError::Internal("the completion lease was lost".into()));
+            }
+        }
+        self.storage_lost(upload).await?;
+        Err(ApiError::Expired(GONE_AT_PROVIDER_MESSAGE))
+    }
+}

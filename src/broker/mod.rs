@@ -1,0 +1,365 @@
+//! The upload operations, shared by every HTTP front-end: load the record, ask
+//! the domain, call storage, persist. Mutating operations run to the end in a
+//! task of their own, so a client that hangs up mid-request cannot leave a
+//! provider upload without its record or an upload stuck in `completing`.
+
+mod abort;
+mod complete;
+mod create;
+mod sign;
+mod status;
+
+use crate::db::{self, FinishedObject};
+use crate::domain::checksum::{ChecksumAlgorithm, PartChecksum};
+use crate::domain::object_key::ObjectKey;
+use crate::domain::part_plan::{PartNumber, PartPlan, PlanLimits};
+use crate::domain::request::{ContentType, FileName, Fingerprint, Metadata};
+use crate::domain::token::{ResumeToken, TokenKey};
+use crate::domain::upload::{
+    bare_etag, Progress, Reconciliation, StoredPart, Upload, UploadStatus,
+};
+use crate::error::{ApiError, EXPIRED_MESSAGE, GONE_AT_PROVIDER_MESSAGE};
+use crate::storage::{Storage, StorageError};
+use chrono::{DateTime, SubsecRound, Utc};
+use sqlx::PgPool;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
+use uuid::Uuid;
+
+/// Settings of the upload operations.
+#[derive(Debug, Clone)]
+pub struct BrokerSettings {
+    pub plan_limits: PlanLimits,
+    pub upload_ttl: Duration,
+    pub part_url_ttl: Duration,
+    pub sign_window: u32,
+    pub key_prefix: String,
+    /// How long a completer holds an upload in `completing` before another may take over.
+    pub completion_lease: Duration,
+    /// Whether the provider takes POST-policy uploads (S3 does; R2 does not).
+    pub post_uploads: bool,
+}
+
+/// How long a download URL lives.
+pub const DOWNLOAD_URL_TTL: Duration = Duration::from_secs(300);
+/// Most uploads a fingerprint lookup answers with.
+pub const FINGERPRINT_LOOKUP_LIMIT: i64 = 20;
+
+/// A validated create request.
+#[derive(Debug, Clone)]
+pub struct NewUpload {
+    pub filename: FileName,
+    pub size: u64,
+    pub part_size: Option<u64>,
+    pub content_type: ContentType,
+    pub metadata: Metadata,
+    pub fingerprint: Option<Fingerprint>,
+    pub checksum_algorithm: Option<ChecksumAlgorithm>,
+}
+
+/// A part a client asks to sign, with its checksum for checksum-bound uploads.
+#[derive(Debug, Clone)]
+pub struct PartRequest {
+    pub part_number: u32,
+    pub checksum: Option<String>,
+}
+
+/// What a client says it has uploaded of a part (resume, complete).
+#[derive(Debug, Clone, Default)]
+pub struct PartClaim {
+    pub part_number: u32,
+    pub etag: Option<String>,
+    pub checksum: Option<String>,
+    pub size: Option<u64>,
+}
+
+/// A stored part that disagrees with what the client says it uploaded.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ConflictingPart {
+    pub part_number: u32,
+    /// `etag`, `checksum` or `size`.
+    pub field: &'static str,
+    pub expected: String,
+    pub stored: String,
+}
+
+/// How a request names an upload: by resume token (the native API), or by
+/// the provider's upload id and the object key (the Companion-compatible API).
+#[derive(Debug, Clone)]
+pub enum UploadRef {
+    Token(String),
+    Provider { upload_id: String, key: String },
+}
+
+/// The parts a completion is asked for.
+#[derive(Debug, Clone)]
+pub enum CompleteWith {
+    /// Native: complete from ListParts; claimed parts, if any, must match it.
+    Listed(Option<Vec<PartClaim>>),
+    /// Companion: exactly these parts (number and ETag), checked against ListParts.
+    Given(Vec<PartClaim>),
+}
+
+/// A presigned part URL as clients see it.
+#[derive(Debug, Clone)]
+pub struct SignedPart {
+    pub part_number: PartNumber,
+    pub url: String,
+    /// Bytes to PUT; unknown for uploads without a declared size.
+    pub size: Option<u64>,
+    pub expires_at: DateTime<Utc>,
+    pub headers: BTreeMap<String, String>,
+}
+
+/// An upload held against the provider's part list.
+#[derive(Debug, Clone)]
+pub struct UploadState {
+    pub upload: Upload,
+    pub uploaded: Vec<StoredPart>,
+    pub missing: Vec<PartNumber>,
+    pub progress: Progress,
+    /// Stored parts that disagree with the client's own account (resume).
+    pub conflicting: Vec<ConflictingPart>,
+}
+
+/// A presigned download of a finished object.
+#[derive(Debug, Clone)]
+pub struct DownloadUrl {
+    pub url: String,
+    pub expires_at: DateTime<Utc>,
+    pub etag: String,
+    pub size: u64,
+}
+
+#[derive(Clone)]
+pub struct Broker {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: PgPool,
+    storage: Storage,
+    tokens: TokenKey,
+    settings: BrokerSettings,
+}
+
+/// Compares what a client says of its parts with what storage holds.
+pub(super) fn conflicts(stored: &[StoredPart], claims: &[PartClaim]) -> Vec<ConflictingPart> {
+    let by_number: BTreeMap<u32, &StoredPart> = stored.iter().map(|p| (p.part_number, p)).collect();
+    let mut out = Vec::new();
+    for c in claims {
+        let Some(s) = by_number.get(&c.part_number) else {
+            continue;
+        };
+        let conflict = |field, expected: &str, stored: &str| ConflictingPart {
+            part_number: c.part_number,
+            field,
+            expected: expected.to_string(),
+            stored: stored.to_string(),
+        };
+        if let Some(e) = &c.etag {
+            if bare_etag(e) != bare_etag(&s.etag) {
+                out.push(conflict("etag", bare_etag(e), bare_etag(&s.etag)));
+                continue;
+            }
+        }
+        if let (Some(e), Some(have)) = (&c.checksum, &s.checksum) {
+            if e.trim() != have {
+                out.push(conflict("checksum", e.trim(), have));
+                continue;
+            }
+        }
+        if let Some(size) = c.size {
+            if size != s.size {
+                out.push(conflict("size", &size.to_string(), &s.size.to_string()));
+            }
+        }
+    }
+    out
+}
+
+impl Broker {
+    pub fn new(db: PgPool, storage: Storage, tokens: TokenKey, settings: BrokerSettings) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                db,
+                storage,
+                tokens,
+                settings,
+            }),
+        }
+    }
+
+    pub fn db(&self) -> &PgPool {
+        &self.inner.db
+    }
+    pub fn storage(&self) -> &Storage {
+        &self.inner.storage
+    }
+    pub fn settings(&self) -> &BrokerSettings {
+        &self.inner.settings
+    }
+
+    pub fn token_for(&self, upload: &Upload) -> ResumeToken {
+        self.inner.tokens.token_for(upload.id)
+    }
+
+    pub(super) fn now() -> DateTime<Utc> {
+        Utc::now()
+    }
+
+    // ------------------------------------------------------------ load
+
+    /// The upload a resume token names, if it is the tenant's. Expired uploads answer 410.
+    pub async fn load(&self, tenant: &str, token: &str) -> Result<Upload, ApiError> {
+        self.load_ref(tenant, &UploadRef::Token(token.to_string()))
+            .await
+    }
+
+    /// The upload a reference names, if it is the tenant's: 404 otherwise,
+    /// exactly as for one that does not exist. Expired uploads answer 410.
+    pub async fn load_ref(&self, tenant: &str, r: &UploadRef) -> Result<Upload, ApiError> {
+        let upload = match r {
+            UploadRef::Token(token) => {
+                let id = self.inner.tokens.verify(token).ok_or(ApiError::NotFound)?;
+                db::get_upload(&self.inner.db, id)
+                    .await?
+                    // Tokens are only ever handed out for uploads with a plan.
+                    .filter(|u| u.plan.is_some())
+            }
+            UploadRef::Provider { upload_id, key } => db::get_by_provider_upload_id(
+                &self.inner.db,
+                self.inner.storage.bucket(),
+                upload_id,
+            )
+            .await?
+            .filter(|u| u.key.as_str() == key),
+        }
+        .filter(|u| u.tenant == tenant)
+        .ok_or(ApiError::NotFound)?;
+        tracing::Span::current().record("upload_id", tracing::field::display(upload.id));
+        if upload.is_expired(Self::now()) {
+            return Err(ApiError::Expired(EXPIRED_MESSAGE));
+        }
+        Ok(upload)
+    }
+
+    pub(super) fn require_active(upload: &Upload) -> Result<(), ApiError> {
+        match upload.status {
+            UploadStatus::Active => Ok(()),
+            UploadStatus::Expired | UploadStatus::Expiring => {
+                Err(ApiError::Expired(EXPIRED_MESSAGE))
+            }
+            other => Err(ApiError::NotActive(other)),
+        }
+    }
+
+}
+
+
+/// 409 `PART_MISMATCH` if a stored part disagrees with what the client gave.
+pub(super) fn require_matching(stored: &[StoredPart], claims: &[PartClaim]) -> Result<(), ApiError> {
+    let mismatched = conflicts(stored, claims);
+    let Some(first) = mismatched.first() else {
+        return Ok(());
+    };
+    let numbers: Vec<u32> = mismatched.iter().map(|c| c.part_number).collect();
+    Err(ApiError::PartMismatch {
+        message: format!(
+            "part(s) {numbers:?} in storage do not match the given {}",
+            first.field
+        ),
+        wrong_size: Vec::new(),
+        etag_mismatch: numbers,
+    })
+}
+
+/// The part `n` of an upload: within its plan, or 1 to 10,000 without one.
+pub(super) fn part_of(upload: &Upload, n: u32) -> Result<PartNumber, ApiError> {
+    match upload.plan {
+        Some(plan) => plan.part(n).ok_or_else(|| {
+            ApiError::InvalidRequest(format!(
+                "part {n} is out of range; this upload has parts 1 to {}",
+                plan.part_count()
+            ))
+        }),
+        None => PartNumber::new(n).ok_or_else(|| {
+            ApiError::InvalidRequest(format!("part {n} is out of range: parts are 1 to 10000"))
+        }),
+    }
+}
+
+/// Runs `fut` in its own task so it finishes even if the caller goes away.
+pub(super) async fn spawn_to_end<T: Send + 'static>(
+    fut: impl std::future::Future<Output = Result<T, ApiError>> + Send + 'static,
+) -> Result<T, ApiError> {
+    let span = tracing::Span::current();
+    tokio::spawn(tracing::Instrument::instrument(fut, span))
+        .await
+        .unwrap_or_else(|e| Err(ApiError::Internal(format!("task failed: {e}"))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(super) fn stored(n: u32, etag: &str, size: u64, checksum: Option<&str>) -> StoredPart {
+        StoredPart {
+            part_number: n,
+            etag: format!("\"{etag}\""),
+            size,
+            checksum: checksum.map(str::to_string),
+        }
+    }
+
+    #[test]
+    pub(super) fn conflicts_compare_etag_checksum_and_size() {
+        let s = vec![
+            stored(1, "a", 10, Some("c1")),
+            stored(2, "b", 10, Some("c2")),
+            stored(3, "c", 10, None),
+        ];
+        let claims = vec![
+            PartClaim {
+                part_number: 1,
+                etag: Some("a".into()),
+                checksum: Some("c1".into()),
+                size: Some(10),
+            },
+            PartClaim {
+                part_number: 2,
+                checksum: Some("other".into()),
+                ..Default::default()
+            },
+            PartClaim {
+                part_number: 3,
+                size: Some(11),
+                ..Default::default()
+            },
+            PartClaim {
+                part_number: 4,
+                etag: Some("zzz".into()),
+                ..Default::default()
+            },
+        ];
+        let c = conflicts(&s, &claims);
+        assert_eq!(
+            c.iter()
+                .map(|c| (c.part_number, c.field))
+                .collect::<Vec<_>>(),
+            vec![(2, "checksum"), (3, "size")]
+        );
+        let c = conflicts(
+            &s,
+            &[PartClaim {
+                part_number: 1,
+                etag: Some("\"x\"".into()),
+                ..Default::default()
+            }],
+        );
+        assert_eq!(c[0].field, "etag");
+        assert_eq!((c[0].expected.as_str(), c[0].stored.as_str()), ("x", "a"));
+    }
+}

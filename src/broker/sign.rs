@@ -1,0 +1,182 @@
+//! Presigned URLs: part uploads, POST policies and downloads.
+
+use super::*;
+
+impl Broker {
+    // ------------------------------------------------------------ sign
+
+    /// Presigns `UploadPart` for the given parts of an active upload.
+    pub async fn sign(
+        &self,
+        tenant: &str,
+        upload: &UploadRef,
+        requests: &[PartRequest],
+    ) -> Result<Vec<SignedPart>, ApiError> {
+        let upload = self.load_ref(tenant, upload).await?;
+        Self::require_active(&upload)?;
+        let mut parts = Vec::with_capacity(requests.len());
+        let mut seen = std::collections::BTreeSet::new();
+        for r in requests {
+            let n = part_of(&upload, r.part_number)?;
+            if !seen.insert(r.part_number) {
+                return Err(ApiError::InvalidRequest(format!(
+                    "partNumbers: {} is repeated",
+                    r.part_number
+                )));
+            }
+            let checksum = match (upload.checksum_algorithm, &r.checksum) {
+                (Some(alg), Some(c)) => Some(PartChecksum::parse(alg, c).map_err(|e| {
+                    ApiError::InvalidRequest(format!("parts: part {}: {e}", r.part_number))
+                })?),
+                (Some(alg), None) => {
+                    return Err(ApiError::InvalidRequest(format!(
+                        "this upload binds a {alg} checksum to every part: send {{\"parts\": [{{\"partNumber\": …, \"checksum\": …}}]}}"
+                    )))
+                }
+                (None, Some(_)) => {
+                    return Err(ApiError::InvalidRequest(
+                        "this upload was created without checksumAlgorithm: send partNumbers, without checksums".into(),
+                    ))
+                }
+                (None, None) => None,
+            };
+            parts.push((n, checksum));
+        }
+        self.sign_parts(&upload, &parts).await
+    }
+
+    pub(super) async fn sign_parts(
+        &self,
+        upload: &Upload,
+        parts: &[(PartNumber, Option<PartChecksum>)],
+    ) -> Result<Vec<SignedPart>, ApiError> {
+        if parts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (start, seconds, expires_at) =
+            self.url_validity(upload, self.inner.settings.part_url_ttl)?;
+        let mut out = Vec::with_capacity(parts.len());
+        for (n, checksum) in parts {
+            let p = self
+                .inner
+                .storage
+                .presign_upload_part(
+                    &upload.key,
+                    &upload.provider_upload_id,
+                    *n,
+                    upload.checksum_algorithm.zip(checksum.as_ref()),
+                    start,
+                    seconds,
+                )
+                .await?;
+            crate::metrics::part_urls_signed(1);
+            out.push(SignedPart {
+                part_number: *n,
+                url: p.url,
+                size: upload.plan.map(|p| p.part_len(*n)),
+                expires_at,
+                headers: p.headers,
+            });
+        }
+        Ok(out)
+    }
+
+    /// When a presigned URL starts and for how long it lives: whole seconds, so
+    /// that the URL's own expiry equals `expiresAt` exactly, and never past the
+    /// upload's own expiry (completed uploads have none).
+    pub(super) fn url_validity(
+        &self,
+        upload: &Upload,
+        ttl: Duration,
+    ) -> Result<(std::time::SystemTime, Duration, DateTime<Utc>), ApiError> {
+        let start = Self::now().trunc_subsecs(0);
+        let ttl = chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::hours(1));
+        let mut seconds = ttl.num_seconds();
+        if upload.status != UploadStatus::Completed {
+            seconds = seconds.min((upload.expires_at - start).num_seconds());
+        }
+        if seconds < 1 {
+            return Err(ApiError::Expired(EXPIRED_MESSAGE));
+        }
+        let start_sys = UNIX_EPOCH + Duration::from_secs(start.timestamp() as u64);
+        Ok((
+            start_sys,
+            Duration::from_secs(seconds as u64),
+            start + chrono::Duration::seconds(seconds),
+        ))
+    }
+
+    /// A presigned POST for a whole small object (Companion's `/s3/params`,
+    /// which Uppy uses for files it does not upload in parts). The key is
+    /// chosen here like every other key; the policy pins it, the content type,
+    /// the metadata and the largest size.
+    pub async fn presign_post(
+        &self,
+        filename: &FileName,
+        content_type: &ContentType,
+        metadata: &Metadata,
+    ) -> Result<(crate::storage::PresignedPost, u64), ApiError> {
+        let s = &self.inner.settings;
+        if !s.post_uploads {
+            return Err(ApiError::InvalidRequest(
+                "this storage provider does not take single-request (POST) uploads: configure @uppy/aws-s3 with shouldUseMultipart: true".into(),
+            ));
+        }
+        let key = ObjectKey::for_upload(
+            &s.key_prefix,
+            Self::now(),
+            Uuid::now_v7(),
+            filename.as_str(),
+        );
+        // S3 takes at most 5 GiB in one request.
+        let max = s
+            .plan_limits
+            .max_upload_size
+            .min(crate::domain::part_plan::MAX_PART_SIZE);
+        let post = self
+            .inner
+            .storage
+            .presign_post_object(&key, content_type, metadata, max, s.part_url_ttl)
+            .await?;
+        crate::metrics::part_urls_signed(1);
+        Ok((post, s.part_url_ttl.as_secs()))
+    }
+
+    /// Where a finished object lives (what S3 reports as `Location`).
+    pub fn object_location(&self, upload: &Upload) -> String {
+        self.inner.storage.object_url(&upload.key)
+    }
+
+    // ------------------------------------------------------------ download
+
+    /// A short-lived presigned GET of a completed upload's object. Range
+    /// requests and `If-Match` work on it (storage does the work).
+    pub async fn download(
+        &self,
+        tenant: &str,
+        token: &str,
+        disposition: impl FnOnce(&Upload) -> Option<String>,
+    ) -> Result<DownloadUrl, ApiError> {
+        let upload = self.load(tenant, token).await?;
+        let disposition = disposition(&upload);
+        if upload.status != UploadStatus::Completed {
+            return Err(ApiError::NotActive(upload.status));
+        }
+        let (start, seconds, expires_at) = self.url_validity(&upload, DOWNLOAD_URL_TTL)?;
+        let url = self
+            .inner
+            .storage
+            .presign_get_object(&upload.key, disposition, start, seconds)
+            .await?;
+        Ok(DownloadUrl {
+            url,
+            expires_at,
+            etag: upload.etag.clone().unwrap_or_default(),
+            size: upload
+                .object_size
+                .or(upload.plan.map(|p| p.size()))
+                .unwrap_or(0),
+        })
+    }
+
+}
