@@ -1,0 +1,129 @@
+// The package's Node build against the real broker and LocalStack: file paths
+// read by range, a process killed with SIGKILL mid-upload and resumed by
+// another, cancel by signal and resume by token.
+import { test, before, after } from 'node:test'
+import assert from 'node:assert/strict'
+import { fork } from 'node:child_process'
+import { createHash, randomBytes } from 'node:crypto'
+import { mkdtemp, open, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { fileURLToPath } from 'node:url'
+import path from 'node:path'
+import { UploadBroker, UploadBrokerError } from '../../dist/node.js'
+import { MiB, KEY, objectDigest, startBroker } from './common.mjs'
+
+const here = path.dirname(fileURLToPath(import.meta.url))
+let broker, dir
+
+before(async () => {
+  broker = await startBroker('node')
+  dir = await mkdtemp(path.join(tmpdir(), 'ub-js-'))
+})
+after(async () => {
+  await broker?.stop()
+  if (dir) await rm(dir, { recursive: true, force: true })
+})
+
+/** Writes `size` random bytes to a file, returning its path and SHA-256. */
+async function randomFile(name, size) {
+  const p = path.join(dir, name)
+  const fh = await open(p, 'w')
+  const h = createHash('sha256')
+  for (let off = 0; off < size; off += 8 * MiB) {
+    const b = randomBytes(Math.min(8 * MiB, size - off))
+    h.update(b)
+    await fh.write(b)
+  }
+  await fh.close()
+  return { path: p, hash: h.digest('hex') }
+}
+
+/** Runs node-child.mjs; `onMessage(m, child)` sees its reports. Resolves with all of them when it exits. */
+function child(file, checksum, partSize, onMessage = () => {}) {
+  return new Promise((resolve, reject) => {
+    const msgs = []
+    const c = fork(path.join(here, 'node-child.mjs'), [broker.url, KEY, file, checksum, String(partSize)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
+    c.on('message', (m) => { msgs.push(m); onMessage(m, c) })
+    c.on('error', reject)
+    c.on('exit', (code, signal) => resolve({ msgs, code, signal }))
+  })
+}
+
+test('256 MiB from disk with CRC32C: killed (SIGKILL) at ~50%, resumed by a second process', async () => {
+  const size = 256 * MiB
+  const f = await randomFile('big.bin', size)
+  let killedAt
+  const first = await child(f.path, 'CRC32C', 8 * MiB, (m, c) => {
+    if (m.type === 'progress' && m.percent >= 50 && killedAt === undefined) {
+      killedAt = m.percent
+      c.kill('SIGKILL')
+    }
+  })
+  assert.equal(first.signal, 'SIGKILL', 'the first process was killed')
+  const start1 = first.msgs.find((m) => m.type === 'start')
+  assert.equal(start1.resumed, false)
+  assert.equal(start1.partCount, 32)
+  // What storage has now (ListParts, through the broker).
+  const status = await broker.api('GET', `/v1/uploads/${start1.token}`)
+  const stored = status.body.uploadedParts.map((p) => p.partNumber)
+  assert.ok(stored.length >= 8 && stored.length < 32, `killed mid-upload (${stored.length} of 32 parts stored)`)
+  assert.ok(status.body.uploadedParts.every((p) => p.checksum), 'stored parts carry their CRC32C')
+
+  const second = await child(f.path, 'CRC32C', 8 * MiB)
+  const start2 = second.msgs.find((m) => m.type === 'start')
+  const done = second.msgs.find((m) => m.type === 'done' || m.type === 'error')
+  assert.equal(done.type, 'done', done.message)
+  assert.equal(start2.resumed, true, 'found by the default fingerprint')
+  assert.equal(start2.uploadId, start1.uploadId, 'the same multipart upload')
+  const sent = second.msgs.filter((m) => m.type === 'part').map((m) => m.partNumber)
+  for (const n of sent) assert.ok(!stored.includes(n), `part ${n} was stored and sent again`)
+  assert.deepEqual([...stored, ...sent].sort((a, b) => a - b), Array.from({ length: 32 }, (_, i) => i + 1))
+  const firstProgress = second.msgs.find((m) => m.type === 'progress')
+  assert.ok(firstProgress.uploadedBytes >= stored.length * 8 * MiB - 1, 'progress starts from the stored bytes')
+  assert.equal(done.objectSize, size)
+  assert.equal(done.checksumType, 'COMPOSITE')
+  assert.match(done.checksum, /-32$/)
+  const got = objectDigest(done.key)
+  assert.equal(got.size, size)
+  assert.equal(got.hash, f.hash, 'the object in storage has the exact bytes')
+})
+
+test('cancel with an AbortSignal keeps the upload resumable; resumeUpload(token, path) finishes it; a Blob works too', async () => {
+  const size = 23 * MiB + 123
+  const f = await randomFile('signal.bin', size)
+  let calls = 0
+  const client = new UploadBroker({ endpoint: broker.url + '/', credential: async () => { calls++; return KEY } })
+  const ac = new AbortController()
+  let token
+  const parts = []
+  const u = client.upload(f.path, {
+    partSize: 5 * MiB, concurrency: 1, checksum: 'SHA256', signal: ac.signal,
+    onStart: (r) => { token = r.resumeToken },
+    onPart: (p) => { parts.push(p.partNumber); if (parts.length === 2) ac.abort() },
+  })
+  const err = await u.done.catch((e) => e)
+  assert.ok(err instanceof UploadBrokerError)
+  assert.equal(err.code, 'ABORTED')
+  assert.equal((await client.status(token)).status, 'active', 'still resumable')
+
+  const more = []
+  const r = await client.resumeUpload(token, f.path, { onPart: (p) => more.push(p.partNumber) }).done
+  assert.equal(r.status, 'completed')
+  assert.deepEqual(more.sort(), [3, 4, 5], 'only the missing parts')
+  assert.equal(calls, 1, 'credential() called once and cached')
+  const got = objectDigest(r.key)
+  assert.equal(got.hash, f.hash)
+
+  // A Blob, in Node.
+  const blob = new Blob([Buffer.from('x'.repeat(6 * MiB))], { type: 'text/plain' })
+  const b = await client.upload(blob, { checksum: 'none', resume: false, metadata: { origin: 'node-test' } }).done
+  assert.equal(b.contentType, 'text/plain')
+  assert.equal(b.metadata.origin, 'node-test')
+  assert.equal(objectDigest(b.key).hash, createHash('sha256').update('x'.repeat(6 * MiB)).digest('hex'))
+
+  // A file of another size than the token's upload is refused, typed.
+  await writeFile(path.join(dir, 'small.bin'), 'abc')
+  const wrong = await client.resumeUpload(r.resumeToken, path.join(dir, 'small.bin')).done.catch((e) => e)
+  assert.ok(wrong instanceof UploadBrokerError)
+  assert.equal(wrong.code, 'UPLOAD_NOT_ACTIVE', 'a completed upload cannot be resumed')
+})
