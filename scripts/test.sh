@@ -40,6 +40,10 @@ if [ "$#" -eq 0 ] || [ "${E2E:-}" = 1 ]; then
   DATABASE_URL="$e2e_db" ensure_database
   E2E_DATABASE_URL="$e2e_db" BROKER_BIN="$ROOT/target/debug/upload-broker" E2E_PYTHON="$LS_VENV/bin/python" \
     node --test --test-concurrency=1 e2e/uppy.test.mjs
+
+  log "TypeScript client (clients/js): build, bundle size, unit tests, then Node and headless Chromium against the broker"
+  (cd clients/js && npm ci --no-audit --no-fund --loglevel=error)
+  BROKER_BIN="$ROOT/target/debug/upload-broker" JS_PYTHON="$LS_VENV/bin/python" bash clients/js/test/run.sh
 fi
 
 if [ "$#" -gt 0 ]; then
