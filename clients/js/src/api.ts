@@ -2,18 +2,21 @@ import { UploadBrokerError, brokerError } from './errors.js'
 import { backoff, classifyApi, parseRetryAfter, retryDefaults, sleep, type RetryOptions } from './retry.js'
 import type { Credential, FoundUpload, PartUrl, ResumeResponse, UploadResource } from './types.js'
 
-/** Links signals: the result aborts when any of them does. */
-export function anySignal(signals: (AbortSignal | undefined)[]): AbortSignal {
+/** Links signals: `signal` aborts when any of them does; `dispose` unhooks it. */
+export function anySignal(signals: (AbortSignal | undefined)[]): { signal: AbortSignal; dispose: () => void } {
   const c = new AbortController()
+  const offs: (() => void)[] = []
   for (const s of signals) {
     if (!s) continue
     if (s.aborted) {
       c.abort(s.reason)
       break
     }
-    s.addEventListener('abort', () => c.abort(s.reason), { once: true, signal: c.signal })
+    const f = () => c.abort(s.reason)
+    s.addEventListener('abort', f, { once: true })
+    offs.push(() => s.removeEventListener('abort', f))
   }
-  return c.signal
+  return { signal: c.signal, dispose: () => offs.forEach((f) => f()) }
 }
 
 /** The broker's HTTP API: auth, JSON, typed errors, retries. */
@@ -56,6 +59,7 @@ export class Api {
       const t = setTimeout(() => timer.abort(new UploadBrokerError('TIMEOUT', `${method} ${routeOf(path)} timed out`, { retryable: true })), timeout)
       let res: Response | undefined
       let failure: UploadBrokerError
+      const linked = anySignal([signal, timer.signal])
       try {
         const headers: Record<string, string> = { authorization: `Bearer ${cred}` }
         if (body !== undefined) headers['content-type'] = 'application/json'
@@ -63,10 +67,11 @@ export class Api {
           method,
           headers,
           body: body === undefined ? null : JSON.stringify(body),
-          signal: anySignal([signal, timer.signal]),
+          signal: linked.signal,
         })
         const text = await res.text()
         clearTimeout(t)
+        linked.dispose()
         const json = text ? safeJson(text) : undefined
         if (res.ok) return json as T
         const verdict = classifyApi(res.status)
@@ -81,6 +86,7 @@ export class Api {
         if (verdict === 'fatal') throw failure
       } catch (e) {
         clearTimeout(t)
+        linked.dispose()
         if (signal?.aborted) throw signal.reason
         if (e instanceof UploadBrokerError && !e.retryable) throw e
         failure =

@@ -1,4 +1,4 @@
-import { Api, anySignal } from './api.js'
+import { Api } from './api.js'
 import { UploadBrokerError, aborted } from './errors.js'
 import { partChecksum, sha256, toHex, type ChecksumAlgorithm } from './checksum.js'
 import { sendableHeaders } from './headers.js'
@@ -321,4 +321,3 @@ export class BrokerClient {
   }
 }
 
-export { anySignal }

@@ -46,20 +46,27 @@ export class Signer {
     if (this.fresh(c) && (!this.checksummed || c.headers && Object.values(c.headers).includes(checksum ?? ''))) {
       return Promise.resolve(c)
     }
+    if (signal?.aborted) return Promise.reject(signal.reason)
     return new Promise((resolve, reject) => {
-      const w: Waiter = { checksum, resolve, reject }
-      const list = this.waiting.get(n) ?? []
-      list.push(w)
-      this.waiting.set(n, list)
-      signal?.addEventListener('abort', () => {
+      const onAbort = () => {
         const l = this.waiting.get(n)
         if (l) {
           const i = l.indexOf(w)
           if (i >= 0) l.splice(i, 1)
           if (l.length === 0) this.waiting.delete(n)
         }
-        reject(signal.reason)
-      }, { once: true })
+        reject(signal!.reason)
+      }
+      const off = () => signal?.removeEventListener('abort', onAbort)
+      const w: Waiter = {
+        checksum,
+        resolve: (p) => { off(); resolve(p) },
+        reject: (e) => { off(); reject(e) },
+      }
+      const list = this.waiting.get(n) ?? []
+      list.push(w)
+      this.waiting.set(n, list)
+      signal?.addEventListener('abort', onAbort, { once: true })
       // Let every part that asks in this turn join the same batch.
       queueMicrotask(() => void this.flush())
     })
