@@ -15,7 +15,12 @@ ensure_database
 ls_port="${LOCALSTACK_PORT:-4566}"
 ls_dir="$ROOT/.local/localstack"
 mkdir -p "$ls_dir"
-trap stop_localstack EXIT INT TERM
+# Ctrl-C, SIGTERM or SIGHUP at any point stops what was started and exits (the EXIT
+# trap does the cleaning, and grows as more is started).
+trap stop_localstack EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+trap 'exit 129' HUP
 start_localstack "$ls_port" "$ls_dir"
 
 export S3_BUCKET="${S3_BUCKET:-uploads}"
@@ -28,7 +33,13 @@ export BROKER_TOKEN_SECRET_FILE="${BROKER_TOKEN_SECRET_FILE:-$ROOT/.local/token-
 AWS_ENDPOINT_URL="$S3_ENDPOINT" "$LS_VENV/bin/python" localstack/init/ready.d/10-create-bucket.py >&2
 
 log "Building the broker"
-cargo build --locked --bin upload-broker
+# In its own process group, waited for in the background, so that a signal
+# stops the script at once and the trap stops the whole build (rustc included).
+setsid cargo build --locked --bin upload-broker &
+build_pid=$!
+trap 'kill -TERM -- -$build_pid 2>/dev/null || true; stop_localstack' EXIT
+wait "$build_pid"
+trap stop_localstack EXIT
 key="${BROKER_API_KEYS#*:}"; key="${key%%,*}"
 cat >&2 <<MSG
 
@@ -41,5 +52,6 @@ upload-broker is starting on http://$BROKER_LISTEN
 MSG
 target/debug/upload-broker serve &
 broker_pid=$!
-trap 'kill -TERM $broker_pid 2>/dev/null; wait $broker_pid 2>/dev/null; stop_localstack' EXIT INT TERM
+# (`|| true`: under set -e a failing command would end the trap early.)
+trap 'kill -TERM $broker_pid 2>/dev/null || true; wait $broker_pid 2>/dev/null || true; stop_localstack' EXIT
 wait $broker_pid

@@ -67,3 +67,9 @@ log "Validating the OpenAPI document with openapi-spec-validator"
 ensure_tools_venv
 target/debug/upload-broker openapi > target/openapi.json
 "$TOOLS_VENV/bin/openapi-spec-validator" target/openapi.json
+
+log "Checking that docs/api.md documents every route of the OpenAPI document"
+if bash scripts/check-api-docs.sh target/openapi.json /dev/null >/dev/null 2>&1; then
+  die "the API docs check passed an empty document"
+fi
+bash scripts/check-api-docs.sh target/openapi.json docs/api.md
