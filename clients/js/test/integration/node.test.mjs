@@ -5,7 +5,7 @@ import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { fork } from 'node:child_process'
 import { createHash, randomBytes } from 'node:crypto'
-import { mkdtemp, open, rm, writeFile } from 'node:fs/promises'
+import { mkdtemp, open, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { fileURLToPath } from 'node:url'
 import path from 'node:path'
@@ -126,4 +126,38 @@ test('cancel with an AbortSignal keeps the upload resumable; resumeUpload(token,
   const wrong = await client.resumeUpload(r.resumeToken, path.join(dir, 'small.bin')).done.catch((e) => e)
   assert.ok(wrong instanceof UploadBrokerError)
   assert.equal(wrong.code, 'UPLOAD_NOT_ACTIVE', 'a completed upload cannot be resumed')
+})
+
+test('the README example runs as written (endpoint and credential fetch pointed at the test broker)', async () => {
+  const readme = await readFile(path.join(here, '../../README.md'), 'utf8')
+  const block = readme.split('<!-- example:start')[1].split('<!-- example:end -->')[0]
+  const code = block.slice(block.indexOf('```js\n') + 6, block.lastIndexOf('```'))
+  assert.match(code, /^import \{ UploadBroker, UploadBrokerError \} from '@upload-broker\/client'/)
+  const body = code.replace(/^import .*\n/, '').replace("'https://uploads.example.com'", 'ENDPOINT')
+  const size = 11 * MiB
+  // Another upload of the same size, to resume by token and abort.
+  const other = await broker.api('POST', '/v1/uploads', { filename: 'other.bin', size, partSize: 5 * MiB })
+  const mod = `import { UploadBroker, UploadBrokerError } from '@upload-broker/client'
+const ENDPOINT = ${JSON.stringify(broker.url)}
+export let credentialFetches = 0
+const fetch = async (u) => { credentialFetches++; if (u !== '/api/upload-grant') throw new Error(u); return new Response(${JSON.stringify(KEY)}) }
+const file = new File([new Uint8Array(${size}).fill(7)], 'readme.bin', { lastModified: 1 })
+export const bar = {}
+const resumeToken = ${JSON.stringify(other.body.resumeToken)}
+${body}
+export const result = await upload.done
+export const aborted = again.state
+`
+  const file = path.join(here, '../dist/readme-example.mjs')
+  await writeFile(file, mod)
+  const m = await import(file)
+  await rm(file)
+  assert.equal(m.result.status, 'completed')
+  assert.equal(m.result.objectSize, size)
+  assert.equal(m.result.metadata['uploaded-by'], 'user-42')
+  assert.equal(m.bar.value, 100)
+  assert.equal(m.credentialFetches, 1)
+  assert.equal(m.aborted, 'aborted')
+  assert.equal((await broker.api('GET', `/v1/uploads/${other.body.resumeToken}`)).body.status, 'aborted')
+  assert.equal(objectDigest(m.result.key).hash, createHash('sha256').update(new Uint8Array(size).fill(7)).digest('hex'))
 })
