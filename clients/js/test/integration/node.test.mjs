@@ -161,3 +161,17 @@ export const aborted = again.state
   assert.equal((await broker.api('GET', `/v1/uploads/${other.body.resumeToken}`)).body.status, 'aborted')
   assert.equal(objectDigest(m.result.key).hash, createHash('sha256').update(new Uint8Array(size).fill(7)).digest('hex'))
 })
+
+test('a 401 from the real broker (a rotated credential): credential() is called again and the upload goes on', async () => {
+  const given = []
+  const creds = ['a-key-the-broker-no-longer-accepts', KEY]
+  const client = new UploadBroker({ endpoint: broker.url, credential: async () => { const c = creds[Math.min(given.length, 1)]; given.push(c); return c } })
+  const r = await client.upload(new Blob([new Uint8Array(5 * MiB + 1).fill(9)]), { resume: false }).done
+  assert.equal(r.status, 'completed')
+  assert.equal(given.length, 2, 'called again after the 401, and only then')
+  // A string credential the broker refuses is final, typed.
+  const bad = await new UploadBroker({ endpoint: broker.url, credential: 'nope' }).upload(new Blob(['x'.repeat(10)])).done.catch((e) => e)
+  assert.ok(bad instanceof UploadBrokerError)
+  assert.equal(bad.code, 'UNAUTHORIZED')
+  assert.equal(bad.status, 401)
+})
