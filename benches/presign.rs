@@ -26,6 +26,8 @@ fn main() {
             provider: Provider::S3,
             key_prefix: "uploads/".into(),
             list_parts_page_size: 1000,
+            operation_timeout: std::time::Duration::from_secs(30),
+            complete_timeout: std::time::Duration::from_secs(240),
         })
         .await;
         let key = ObjectKey::from_stored("uploads/2026/11/21/0b9c6f1e-0000-0000-0000-000000000000/movie.mp4".into());
@@ -34,7 +36,7 @@ fn main() {
         // Warm-up (credential resolution, lazy statics).
         for n in 1..=100 {
             storage
-                .presign_upload_part(&key, &upload_id, PartNumber::new(n).unwrap(), None, start, Duration::from_secs(3600))
+                .presign_upload_part(&part(&key, &upload_id, n), start, Duration::from_secs(3600))
                 .await
                 .unwrap();
         }
@@ -43,7 +45,7 @@ fn main() {
             let t = Instant::now();
             for n in 1..=1000 {
                 let p = storage
-                    .presign_upload_part(&key, &upload_id, PartNumber::new(n).unwrap(), None, start, Duration::from_secs(3600))
+                    .presign_upload_part(&part(&key, &upload_id, n), start, Duration::from_secs(3600))
                     .await
                     .unwrap();
                 std::hint::black_box(p);
@@ -61,4 +63,18 @@ fn main() {
             runs.len()
         );
     });
+}
+
+fn part<'a>(
+    key: &'a ObjectKey,
+    upload_id: &'a str,
+    n: u32,
+) -> upload_broker::storage::PartToSign<'a> {
+    upload_broker::storage::PartToSign {
+        key,
+        upload_id,
+        number: PartNumber::new(n).unwrap(),
+        content_length: Some(16 << 20),
+        checksum: None,
+    }
 }

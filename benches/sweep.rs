@@ -40,6 +40,8 @@ fn main() {
             provider: Provider::S3,
             key_prefix: prefix.clone(),
             list_parts_page_size: 1000,
+            operation_timeout: std::time::Duration::from_secs(30),
+            complete_timeout: std::time::Duration::from_secs(240),
         })
         .await;
 
@@ -76,7 +78,8 @@ fn main() {
                     content_type: "application/octet-stream".into(),
                     plan: Some(plan),
                     metadata: Default::default(),
-                    fingerprint: None,
+                    fingerprint_mac: None,
+                    origin: upload_broker::domain::upload::Origin::Native,
                     checksum_algorithm: None,
                     etag: None,
                     checksum: None,
@@ -85,6 +88,7 @@ fn main() {
                     created_at: now - chrono::Duration::days(8),
                     expires_at: now - chrono::Duration::days(1),
                     lease_until: None,
+                    claim: None,
                 };
                 db::insert_upload(&pool, &u).await.unwrap();
             });

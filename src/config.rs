@@ -137,6 +137,11 @@ pub struct StorageArgs {
         hide = true
     )]
     pub s3_list_parts_page_size: i32,
+
+    /// Longest one storage call may take, retries included (CompleteMultipartUpload
+    /// has its own: four fifths of COMPLETION_LEASE).
+    #[arg(long, env = "STORAGE_TIMEOUT", value_name = "STORAGE_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub storage_timeout: Duration,
 }
 
 /// How the sweep works (serve's periodic sweep and the `sweep` command).
@@ -299,6 +304,35 @@ pub struct ServeArgs {
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub max_concurrent_requests: u32,
 
+    /// How long a completer (or an abort) holds an upload before another may take
+    /// over; renewed while it works. STORAGE_TIMEOUT must be at most half of it.
+    #[arg(long, env = "COMPLETION_LEASE", value_name = "COMPLETION_LEASE", default_value = "5m", value_parser = parse_duration)]
+    pub completion_lease: Duration,
+
+    /// Most completions and aborts running at once (they finish even when their
+    /// client hangs up); beyond it, 503.
+    #[arg(long, env = "BROKER_MAX_BACKGROUND_TASKS", value_name = "BROKER_MAX_BACKGROUND_TASKS", default_value_t = 1024,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_background_tasks: u32,
+
+    /// Longest a client may take to send a request's headers before the connection is closed.
+    #[arg(long, env = "BROKER_HEADER_TIMEOUT", value_name = "BROKER_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub header_timeout: Duration,
+
+    /// Most open client connections; further ones wait to be accepted.
+    #[arg(long, env = "BROKER_MAX_CONNECTIONS", value_name = "BROKER_MAX_CONNECTIONS", default_value_t = 4096,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_connections: u32,
+
+    /// If set, /metrics answers only requests with `Authorization: Bearer <METRICS_TOKEN>`.
+    #[arg(
+        long,
+        env = "METRICS_TOKEN",
+        value_name = "METRICS_TOKEN",
+        hide_env_values = true
+    )]
+    pub metrics_token: Option<String>,
+
     /// How long a shutdown waits for requests in flight.
     #[arg(long, env = "BROKER_SHUTDOWN_TIMEOUT", value_name = "BROKER_SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,
@@ -325,7 +359,15 @@ pub struct StorageConfig {
     pub provider: Provider,
     pub key_prefix: String,
     pub list_parts_page_size: i32,
+    /// Longest one storage call may take.
+    pub operation_timeout: Duration,
+    /// Longest CompleteMultipartUpload may take (inside the completion lease).
+    pub complete_timeout: Duration,
 }
+
+/// How long a completer holds an upload before another caller may take over,
+/// unless it renews its lease (it does, every third of it, while it works).
+pub const DEFAULT_COMPLETION_LEASE: Duration = Duration::from_secs(300);
 
 /// The broker's configuration, checked.
 #[derive(Debug, Clone)]
@@ -348,6 +390,16 @@ pub struct Config {
     pub request_timeout: Duration,
     pub max_concurrent_requests: usize,
     pub shutdown_timeout: Duration,
+    /// See [`DEFAULT_COMPLETION_LEASE`]; also the lease of a client's abort.
+    pub completion_lease: Duration,
+    /// Most completions and aborts running at once, detached from their requests.
+    pub max_background_tasks: usize,
+    /// Longest a client may take to send a request's headers.
+    pub header_read_timeout: Duration,
+    /// Most open client connections on the API listener.
+    pub max_connections: usize,
+    /// Bearer token `/metrics` asks for, if set.
+    pub metrics_token: Option<Secret<String>>,
     pub migrate: bool,
     /// Zero: no periodic sweep.
     pub sweep_interval: Duration,
@@ -383,6 +435,11 @@ impl StorageArgs {
         if !(1..=1000).contains(&self.s3_list_parts_page_size) {
             return Err(cfg_err("S3_LIST_PARTS_PAGE_SIZE", "must be 1 to 1000"));
         }
+        if self.storage_timeout < Duration::from_secs(1)
+            || self.storage_timeout > Duration::from_secs(300)
+        {
+            return Err(cfg_err("STORAGE_TIMEOUT", "must be 1s to 5m"));
+        }
         Ok(StorageConfig {
             bucket,
             region: self.s3_region.trim().to_string(),
@@ -391,6 +448,8 @@ impl StorageArgs {
             provider: self.storage_provider,
             key_prefix: p.clone(),
             list_parts_page_size: self.s3_list_parts_page_size,
+            operation_timeout: self.storage_timeout,
+            complete_timeout: DEFAULT_COMPLETION_LEASE * 4 / 5,
         })
     }
 }
@@ -398,7 +457,8 @@ impl StorageArgs {
 impl ServeArgs {
     pub fn check(&self) -> Result<Config, ConfigError> {
         let database_url = self.database.url()?;
-        let storage = self.storage.check()?;
+        let mut storage = self.storage.check()?;
+        storage.complete_timeout = self.completion_lease * 4 / 5;
         let api_keys = parse_api_keys(self.api_keys.as_deref().unwrap_or(""))?;
         if let Some(s) = &self.token_secret {
             if s.len() < 32 {
@@ -424,6 +484,25 @@ impl ServeArgs {
         }
         if self.request_timeout < Duration::from_secs(1) {
             return Err(cfg_err("BROKER_REQUEST_TIMEOUT", "must be at least 1s"));
+        }
+        if self.completion_lease < Duration::from_secs(3) {
+            return Err(cfg_err("COMPLETION_LEASE", "must be at least 3s"));
+        }
+        if storage.operation_timeout * 2 > self.completion_lease {
+            return Err(cfg_err(
+                "COMPLETION_LEASE",
+                "must be at least twice STORAGE_TIMEOUT (no storage call may outlive a lease)",
+            ));
+        }
+        if self.header_timeout < Duration::from_secs(1) {
+            return Err(cfg_err("BROKER_HEADER_TIMEOUT", "must be at least 1s"));
+        }
+        if self
+            .metrics_token
+            .as_deref()
+            .is_some_and(|t| t.trim().len() < 16)
+        {
+            return Err(cfg_err("METRICS_TOKEN", "must be at least 16 characters"));
         }
         if !(1..=1000).contains(&self.sign_window) {
             return Err(cfg_err("BROKER_SIGN_WINDOW", "must be 1 to 1000"));
@@ -478,6 +557,14 @@ impl ServeArgs {
             request_timeout: self.request_timeout,
             max_concurrent_requests: self.max_concurrent_requests as usize,
             shutdown_timeout: self.shutdown_timeout,
+            completion_lease: self.completion_lease,
+            max_background_tasks: self.max_background_tasks as usize,
+            header_read_timeout: self.header_timeout,
+            max_connections: self.max_connections as usize,
+            metrics_token: self
+                .metrics_token
+                .clone()
+                .map(|t| Secret::new(t.trim().to_string())),
             migrate: !self.no_migrate,
             sweep_interval: self.sweep_interval,
             sweep: self.sweep.settings(&storage.key_prefix),

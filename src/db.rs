@@ -5,7 +5,7 @@
 use crate::domain::checksum::ChecksumAlgorithm;
 use crate::domain::object_key::ObjectKey;
 use crate::domain::part_plan::PartPlan;
-use crate::domain::upload::{StoredPart, Upload, UploadStatus};
+use crate::domain::upload::{Origin, StoredPart, Upload, UploadStatus};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::postgres::{PgPool, PgPoolOptions};
@@ -39,13 +39,34 @@ pub enum DbError {
 
 impl From<sqlx::Error> for DbError {
     fn from(e: sqlx::Error) -> Self {
-        match &e {
-            sqlx::Error::PoolTimedOut
-            | sqlx::Error::PoolClosed
-            | sqlx::Error::Io(_)
-            | sqlx::Error::Tls(_) => Self::Unavailable(e),
-            _ => Self::Other(e),
+        if is_connection_failure(&e) {
+            Self::Unavailable(e)
+        } else {
+            Self::Other(e)
         }
+    }
+}
+
+/// Whether an error means the database could not be reached or talked to (the
+/// client should retry: 503), rather than that a statement failed. Every
+/// connection-level failure counts: refused, reset, a peer that hangs up before
+/// the handshake (a proxy or failover in between), TLS, a protocol error, the
+/// pool timing out, and the server saying it is shutting down, starting up or
+/// out of connections.
+pub fn is_connection_failure(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(d) => d.code().is_some_and(|c| {
+            // 08: connection exception; 57P01-03: shutdown, crash, cannot connect
+            // now; 53300: too many connections.
+            c.starts_with("08") || matches!(c.as_ref(), "57P01" | "57P02" | "57P03" | "53300")
+        }),
+        _ => false,
     }
 }
 
@@ -72,7 +93,8 @@ struct UploadRow {
     part_size: Option<i64>,
     part_count: Option<i32>,
     metadata: sqlx::types::Json<BTreeMap<String, String>>,
-    fingerprint: Option<String>,
+    fingerprint_mac: Option<String>,
+    origin: String,
     checksum_algorithm: Option<String>,
     etag: Option<String>,
     checksum: Option<String>,
@@ -81,6 +103,7 @@ struct UploadRow {
     created_at: DateTime<Utc>,
     expires_at: DateTime<Utc>,
     lease_until: Option<DateTime<Utc>>,
+    claim: Option<Uuid>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -120,7 +143,8 @@ impl TryFrom<UploadRow> for Upload {
             content_type: r.content_type,
             plan,
             metadata: r.metadata.0,
-            fingerprint: r.fingerprint,
+            fingerprint_mac: r.fingerprint_mac,
+            origin: Origin::parse(&r.origin).ok_or_else(|| corrupt("origin"))?,
             checksum_algorithm: match r.checksum_algorithm {
                 Some(a) => Some(
                     ChecksumAlgorithm::parse(&a).ok_or_else(|| corrupt("checksum_algorithm"))?,
@@ -143,6 +167,7 @@ impl TryFrom<UploadRow> for Upload {
             created_at: r.created_at,
             expires_at: r.expires_at,
             lease_until: r.lease_until,
+            claim: r.claim,
         })
     }
 }
@@ -152,13 +177,13 @@ fn one(row: Option<UploadRow>) -> Result<Option<Upload>, DbError> {
 }
 
 const COLUMNS: &str = "id, tenant, status, bucket, object_key, provider_upload_id, filename, \
-    content_type, size, part_size, part_count, metadata, fingerprint, checksum_algorithm, etag, \
-    checksum, object_size, completed_parts, created_at, expires_at, lease_until";
+    content_type, size, part_size, part_count, metadata, fingerprint_mac, origin, checksum_algorithm, \
+    etag, checksum, object_size, completed_parts, created_at, expires_at, lease_until, claim";
 
 pub async fn insert_upload(db: impl PgExecutor<'_>, u: &Upload) -> Result<(), DbError> {
     sqlx::query(
         "insert into uploads (id, tenant, status, bucket, object_key, provider_upload_id, \
-         filename, content_type, size, part_size, part_count, metadata, fingerprint, \
+         filename, content_type, size, part_size, part_count, metadata, fingerprint_mac, \
          created_at, expires_at, checksum_algorithm, origin) \
          values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
     )
@@ -174,15 +199,11 @@ pub async fn insert_upload(db: impl PgExecutor<'_>, u: &Upload) -> Result<(), Db
     .bind(u.plan.map(|p| p.part_size() as i64))
     .bind(u.plan.map(|p| p.part_count() as i32))
     .bind(sqlx::types::Json(&u.metadata))
-    .bind(&u.fingerprint)
+    .bind(&u.fingerprint_mac)
     .bind(u.created_at)
     .bind(u.expires_at)
     .bind(u.checksum_algorithm.map(|a| a.as_str()))
-    .bind(if u.plan.is_some() {
-        "native"
-    } else {
-        "companion"
-    })
+    .bind(u.origin.as_str())
     .execute(db)
     .await?;
     Ok(())
@@ -197,18 +218,43 @@ pub async fn get_upload(db: impl PgExecutor<'_>, id: Uuid) -> Result<Option<Uplo
     one(row)
 }
 
+/// Who may write an upload's next status: the row must still have `status` and
+/// be held by `claim` (`None` for statuses nobody holds, such as `active`). A
+/// claimant whose lease ran out and whose row was claimed since matches nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fence {
+    pub status: UploadStatus,
+    pub claim: Option<Uuid>,
+}
+
+impl Fence {
+    /// The upload as it was read (or as its claim returned it).
+    pub fn of(u: &Upload) -> Self {
+        Self {
+            status: u.status,
+            claim: u.claim,
+        }
+    }
+}
+
+const FENCED: &str = "id = $1 and status = $2 and claim is not distinct from $3";
+
+fn until(now: DateTime<Utc>, lease: Duration) -> DateTime<Utc> {
+    now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::minutes(5))
+}
+
 /// Takes the right to complete: an unexpired `active` upload, or a `completing`
-/// one whose completer's lease ran out (it asked before expiry).
+/// one whose completer's lease ran out (it asked before expiry). The claim is
+/// fresh: the previous completer's writes no longer match.
 pub async fn claim_completion(
     db: impl PgExecutor<'_>,
     id: Uuid,
     now: DateTime<Utc>,
     lease: Duration,
 ) -> Result<Option<Upload>, DbError> {
-    let lease_until =
-        now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::minutes(5));
     let row = sqlx::query_as::<_, UploadRow>(&format!(
-        "update uploads set status = 'completing', lease_until = $3, updated_at = now() \
+        "update uploads set status = 'completing', lease_until = $3, claim = gen_random_uuid(), \
+         updated_at = now() \
          where id = $1 \
            and ((status = 'active' and expires_at > $2) \
                 or (status = 'completing' and lease_until <= $2)) \
@@ -216,31 +262,61 @@ pub async fn claim_completion(
     ))
     .bind(id)
     .bind(now)
-    .bind(lease_until)
+    .bind(until(now, lease))
     .fetch_optional(db)
     .await?;
     one(row)
 }
 
-/// `from → completed` (from `completing`, or from `expiring` when the sweep
-/// finds the object was completed), recording the object's ETag and its parts.
-pub async fn finish_completion(
+/// Takes the right to abort: an unexpired `active` upload, or an `aborting` one
+/// (aborting at the provider again is harmless: its provider abort is idempotent).
+pub async fn claim_abort(
     db: impl PgExecutor<'_>,
     id: Uuid,
-    from: UploadStatus,
-    object: &FinishedObject,
-    parts: &[StoredPart],
     now: DateTime<Utc>,
+    lease: Duration,
 ) -> Result<Option<Upload>, DbError> {
-    finish_completion_with_plan(db, id, from, object, parts, now, None).await
+    let row = sqlx::query_as::<_, UploadRow>(&format!(
+        "update uploads set status = 'aborting', lease_until = $3, claim = gen_random_uuid(), \
+         updated_at = now() \
+         where id = $1 and ((status = 'active' and expires_at > $2) or status = 'aborting') \
+         returning {COLUMNS}"
+    ))
+    .bind(id)
+    .bind(now)
+    .bind(until(now, lease))
+    .fetch_optional(db)
+    .await?;
+    one(row)
 }
 
-/// As [`finish_completion`], also recording the plan that an upload without a
-/// declared size turned out to have.
-pub async fn finish_completion_with_plan(
+/// Extends a claim's lease; false if the claim is no longer held.
+pub async fn renew_lease(
     db: impl PgExecutor<'_>,
     id: Uuid,
-    from: UploadStatus,
+    fence: Fence,
+    now: DateTime<Utc>,
+    lease: Duration,
+) -> Result<bool, DbError> {
+    let r = sqlx::query(&format!(
+        "update uploads set lease_until = $4 where {FENCED} and claim is not null"
+    ))
+    .bind(id)
+    .bind(fence.status.as_str())
+    .bind(fence.claim)
+    .bind(until(now, lease))
+    .execute(db)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+/// `→ completed`, recording the object's ETag, checksum and size, its parts, and
+/// the plan an upload without a declared size turned out to have. Only
+/// [`crate::broker::record`] calls it.
+pub async fn record_completed(
+    db: impl PgExecutor<'_>,
+    id: Uuid,
+    fence: Fence,
     object: &FinishedObject,
     parts: &[StoredPart],
     now: DateTime<Utc>,
@@ -256,16 +332,18 @@ pub async fn finish_completion_with_plan(
         })
         .collect();
     let row = sqlx::query_as::<_, UploadRow>(&format!(
-        "update uploads set status = 'completed', etag = $2, completed_parts = $3, \
-         completed_at = $4, lease_until = null, updated_at = now(), checksum = $6, object_size = $7, \
-         size = coalesce(size, $8), part_size = coalesce(part_size, $9), part_count = coalesce(part_count, $10) \
-         where id = $1 and status = $5 returning {COLUMNS}"
+        "update uploads set status = 'completed', etag = $4, completed_parts = $5, \
+         completed_at = $6, lease_until = null, claim = null, updated_at = now(), checksum = $7, \
+         object_size = $8, size = coalesce(size, $9), part_size = coalesce(part_size, $10), \
+         part_count = coalesce(part_count, $11) \
+         where {FENCED} returning {COLUMNS}"
     ))
     .bind(id)
+    .bind(fence.status.as_str())
+    .bind(fence.claim)
     .bind(&object.etag)
     .bind(sqlx::types::Json(parts))
     .bind(now)
-    .bind(from.as_str())
     .bind(&object.checksum)
     .bind(object.size.map(|n| n as i64))
     .bind(learned.map(|p| p.size() as i64))
@@ -276,42 +354,56 @@ pub async fn finish_completion_with_plan(
     one(row)
 }
 
-/// `completing → active`: the completion failed and may be tried again.
-pub async fn release_completion(db: impl PgExecutor<'_>, id: Uuid) -> Result<(), DbError> {
-    sqlx::query(
-        "update uploads set status = 'active', lease_until = null, updated_at = now() \
-         where id = $1 and status = 'completing'",
+/// `completing → active`: the completion failed and may be tried again. Only
+/// the claim's holder can release it.
+pub async fn release_completion(
+    db: impl PgExecutor<'_>,
+    id: Uuid,
+    claim: Uuid,
+) -> Result<bool, DbError> {
+    let r = sqlx::query(
+        "update uploads set status = 'active', lease_until = null, claim = null, updated_at = now() \
+         where id = $1 and status = 'completing' and claim = $2",
     )
     .bind(id)
+    .bind(claim)
     .execute(db)
     .await?;
-    Ok(())
+    Ok(r.rows_affected() == 1)
 }
 
-/// `active → aborted`.
-pub async fn mark_aborted(db: impl PgExecutor<'_>, id: Uuid) -> Result<Option<Upload>, DbError> {
+/// `→ aborted` (from the claim of an abort). Only [`crate::broker::record`] calls it.
+pub async fn record_aborted(
+    db: impl PgExecutor<'_>,
+    id: Uuid,
+    fence: Fence,
+) -> Result<Option<Upload>, DbError> {
     let row = sqlx::query_as::<_, UploadRow>(&format!(
-        "update uploads set status = 'aborted', updated_at = now() \
-         where id = $1 and status = 'active' returning {COLUMNS}"
+        "update uploads set status = 'aborted', lease_until = null, claim = null, updated_at = now() \
+         where {FENCED} returning {COLUMNS}"
     ))
     .bind(id)
+    .bind(fence.status.as_str())
+    .bind(fence.claim)
     .fetch_optional(db)
     .await?;
     one(row)
 }
 
-/// `from → expired` (the provider no longer has the upload).
-pub async fn mark_expired(
+/// `→ expired` (the sweep's claim, or the provider no longer has the upload).
+/// Only [`crate::broker::record`] calls it.
+pub async fn record_expired(
     db: impl PgExecutor<'_>,
     id: Uuid,
-    from: UploadStatus,
+    fence: Fence,
 ) -> Result<Option<Upload>, DbError> {
     let row = sqlx::query_as::<_, UploadRow>(&format!(
-        "update uploads set status = 'expired', lease_until = null, updated_at = now() \
-         where id = $1 and status = $2 returning {COLUMNS}"
+        "update uploads set status = 'expired', lease_until = null, claim = null, updated_at = now() \
+         where {FENCED} returning {COLUMNS}"
     ))
     .bind(id)
-    .bind(from.as_str())
+    .bind(fence.status.as_str())
+    .bind(fence.claim)
     .fetch_optional(db)
     .await?;
     one(row)
@@ -360,7 +452,8 @@ pub async fn claim_expired(
            order by expires_at \
            limit $3 \
            for update skip locked) \
-         update uploads u set status = 'expiring', lease_until = $2, updated_at = now() \
+         update uploads u set status = 'expiring', lease_until = $2, claim = gen_random_uuid(), \
+         updated_at = now() \
          from c where u.id = c.id \
          returning {cols}, c.prev_status"
     ))
@@ -406,16 +499,32 @@ pub async fn list_expired(
     rows.into_iter().map(Upload::try_from).collect()
 }
 
-/// `expiring → expired`, once the provider no longer has the upload.
-pub async fn finish_expired(db: impl PgExecutor<'_>, id: Uuid) -> Result<bool, DbError> {
-    let r = sqlx::query(
-        "update uploads set status = 'expired', lease_until = null, updated_at = now() \
-         where id = $1 and status = 'expiring'",
-    )
-    .bind(id)
-    .execute(db)
+/// Claims up to `limit` aborts whose claimant's provider call failed or died
+/// (`aborting` past its lease), with a fresh claim, for the sweep to finish.
+pub async fn claim_stale_aborts(
+    db: impl PgExecutor<'_>,
+    now: DateTime<Utc>,
+    lease: Duration,
+    limit: i64,
+) -> Result<Vec<Upload>, DbError> {
+    let rows = sqlx::query_as::<_, UploadRow>(&format!(
+        "with c as ( \
+           select id from uploads where status = 'aborting' and lease_until <= $1 \
+           order by lease_until limit $3 for update skip locked) \
+         update uploads u set lease_until = $2, claim = gen_random_uuid(), updated_at = now() \
+         from c where u.id = c.id returning {}",
+        COLUMNS
+            .split(", ")
+            .map(|c| format!("u.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ))
+    .bind(now)
+    .bind(until(now, lease))
+    .bind(limit)
+    .fetch_all(db)
     .await?;
-    Ok(r.rows_affected() == 1)
+    rows.into_iter().map(Upload::try_from).collect()
 }
 
 /// Deletes up to `limit` finished rows (completed, aborted, expired) last
@@ -469,21 +578,22 @@ pub async fn known_provider_upload_ids(
     Ok(rows.into_iter().collect())
 }
 
-/// A tenant's active, unexpired uploads created with a fingerprint, newest first.
+/// A tenant's active, unexpired uploads created with a fingerprint (its keyed
+/// hash), newest first.
 pub async fn find_by_fingerprint(
     db: impl PgExecutor<'_>,
     tenant: &str,
-    fingerprint: &str,
+    fingerprint_mac: &str,
     now: DateTime<Utc>,
     limit: i64,
 ) -> Result<Vec<Upload>, DbError> {
     let rows = sqlx::query_as::<_, UploadRow>(&format!(
         "select {COLUMNS} from uploads \
-         where tenant = $1 and fingerprint = $2 and status = 'active' and expires_at > $3 \
+         where tenant = $1 and fingerprint_mac = $2 and status = 'active' and expires_at > $3 \
          order by created_at desc, id desc limit $4"
     ))
     .bind(tenant)
-    .bind(fingerprint)
+    .bind(fingerprint_mac)
     .bind(now)
     .bind(limit)
     .fetch_all(db)
@@ -491,14 +601,16 @@ pub async fn find_by_fingerprint(
     rows.into_iter().map(Upload::try_from).collect()
 }
 
-/// The upload with this provider upload id in `bucket`, if any.
-pub async fn get_by_provider_upload_id(
+/// The upload created through the Companion-compatible routes with this
+/// provider upload id in `bucket`, if any (never a native upload).
+pub async fn get_companion_upload(
     db: impl PgExecutor<'_>,
     bucket: &str,
     provider_upload_id: &str,
 ) -> Result<Option<Upload>, DbError> {
     let row = sqlx::query_as::<_, UploadRow>(&format!(
-        "select {COLUMNS} from uploads where bucket = $1 and provider_upload_id = $2"
+        "select {COLUMNS} from uploads \
+         where bucket = $1 and provider_upload_id = $2 and origin = 'companion'"
     ))
     .bind(bucket)
     .bind(provider_upload_id)

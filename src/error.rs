@@ -21,7 +21,7 @@ pub enum ApiError {
     NoRoute,
     #[error("method not allowed")]
     MethodNotAllowed,
-    #[error("the upload is {}", .0.as_str())]
+    #[error("the upload is {}", .0.api_name())]
     NotActive(UploadStatus),
     #[error("parts are missing")]
     PartsMissing {
@@ -44,6 +44,9 @@ pub enum ApiError {
     UnsupportedMediaType(String),
     #[error(transparent)]
     Storage(StorageError),
+    /// Storage made something other than what was uploaded (502).
+    #[error("{0}")]
+    BadObject(String),
     #[error(transparent)]
     Unavailable(DbError),
     #[error("{0}")]
@@ -71,7 +74,7 @@ impl ApiError {
             Self::Expired(_) => StatusCode::GONE,
             Self::TooLarge(_) | Self::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::Storage(_) => StatusCode::BAD_GATEWAY,
+            Self::Storage(_) | Self::BadObject(_) => StatusCode::BAD_GATEWAY,
             Self::Unavailable(_) | Self::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Timeout => StatusCode::REQUEST_TIMEOUT,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -91,7 +94,7 @@ impl ApiError {
             Self::TooLarge(_) => "TOO_LARGE",
             Self::BodyTooLarge(_) => "BODY_TOO_LARGE",
             Self::UnsupportedMediaType(_) => "UNSUPPORTED_MEDIA_TYPE",
-            Self::Storage(_) => "STORAGE_ERROR",
+            Self::Storage(_) | Self::BadObject(_) => "STORAGE_ERROR",
             Self::Unavailable(_) | Self::Overloaded(_) => "UNAVAILABLE",
             Self::Timeout => "REQUEST_TIMEOUT",
             Self::Internal(_) => "INTERNAL",
@@ -127,7 +130,7 @@ impl ApiError {
         e.insert("message".into(), json!(self.public_message()));
         match self {
             Self::NotActive(s) => {
-                e.insert("status".into(), json!(s.as_str()));
+                e.insert("status".into(), json!(s.api_name()));
             }
             Self::PartsMissing {
                 missing,

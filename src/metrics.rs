@@ -25,9 +25,24 @@ pub fn handle() -> PrometheusHandle {
         .clone()
 }
 
-pub fn http_request(method: &str, route: &str, status: u16, took: Duration) {
-    let (method, route) = (method.to_string(), route.to_string());
-    counter!("upload_broker_http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status.to_string()).increment(1);
+/// The `method` label: the methods the API knows, anything else `other` (a
+/// client must not be able to invent label values, each a new series).
+pub fn method_label(method: &http::Method) -> &'static str {
+    match *method {
+        http::Method::GET => "GET",
+        http::Method::POST => "POST",
+        http::Method::PUT => "PUT",
+        http::Method::DELETE => "DELETE",
+        http::Method::HEAD => "HEAD",
+        http::Method::OPTIONS => "OPTIONS",
+        http::Method::PATCH => "PATCH",
+        _ => "other",
+    }
+}
+
+pub fn http_request(method: &http::Method, route: &str, status: u16, took: Duration) {
+    let (method, route) = (method_label(method), route.to_string());
+    counter!("upload_broker_http_requests_total", "method" => method, "route" => route.clone(), "status" => status.to_string()).increment(1);
     histogram!("upload_broker_http_request_duration_seconds", "method" => method, "route" => route)
         .record(took.as_secs_f64());
 }

@@ -4,17 +4,15 @@ use crate::broker::{Broker, BrokerSettings};
 use crate::config::Config;
 use crate::domain::token::TokenKey;
 use crate::http::auth::Credentials;
+use crate::http::serve::ListenerLimits;
 use crate::http::{self as api, AppState, HttpSettings};
 use crate::storage::Storage;
 use crate::sweep::Sweeper;
 use sqlx::PgPool;
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
-
-/// How long a completer holds an upload before another caller may take over.
-pub const COMPLETION_LEASE: Duration = Duration::from_secs(300);
 
 pub struct Application {
     listener: TcpListener,
@@ -23,6 +21,7 @@ pub struct Application {
     metrics: Option<(TcpListener, axum::Router)>,
     shutdown_timeout: Duration,
     sweeper: Option<(Sweeper, Duration)>,
+    limits: ListenerLimits,
 }
 
 impl Application {
@@ -45,7 +44,8 @@ impl Application {
                 part_url_ttl: config.part_url_ttl,
                 sign_window: config.sign_window,
                 key_prefix: config.storage.key_prefix.clone(),
-                completion_lease: COMPLETION_LEASE,
+                completion_lease: config.completion_lease,
+                max_background_tasks: config.max_background_tasks,
                 post_uploads: config.storage.provider == crate::config::Provider::S3,
             },
         );
@@ -57,6 +57,7 @@ impl Application {
         let state = AppState {
             broker,
             credentials: Arc::new(credentials),
+            metrics_token: config.metrics_token.clone().map(Arc::new),
         };
         let metrics = match config.metrics_listen {
             Some(addr) => Some((
@@ -86,6 +87,10 @@ impl Application {
             metrics,
             shutdown_timeout: config.shutdown_timeout,
             sweeper,
+            limits: ListenerLimits {
+                header_read_timeout: config.header_read_timeout,
+                max_connections: config.max_connections,
+            },
         })
     }
 
@@ -109,10 +114,11 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let (tx, mut rx) = tokio::sync::watch::channel(false);
-        let serve = axum::serve(self.listener, self.router).with_graceful_shutdown(async move {
-            let _ = rx.wait_for(|stop| *stop).await;
-        });
-        let mut server = tokio::spawn(serve.into_future());
+        let serve =
+            crate::http::serve::serve(self.listener, self.router, self.limits, async move {
+                let _ = rx.wait_for(|stop| *stop).await;
+            });
+        let mut server = tokio::spawn(serve);
         let metrics_server = self
             .metrics
             .map(|(l, r)| tokio::spawn(async move { axum::serve(l, r).await }));
@@ -121,7 +127,7 @@ impl Application {
             .sweeper
             .map(|(s, every)| tokio::spawn(crate::sweep::periodic(s, every)));
         tokio::select! {
-            joined = &mut server => return joined.map_err(std::io::Error::other)?,
+            joined = &mut server => return joined.map_err(std::io::Error::other),
             _ = shutdown => {}
         }
         let _ = tx.send(true);
@@ -132,7 +138,7 @@ impl Application {
             m.abort();
         }
         match tokio::time::timeout(self.shutdown_timeout, server).await {
-            Ok(joined) => joined.map_err(std::io::Error::other)?,
+            Ok(joined) => joined.map_err(std::io::Error::other),
             Err(_) => {
                 tracing::warn!(
                     "requests still in flight after the shutdown timeout; stopping anyway"

@@ -95,6 +95,16 @@ impl StorageError {
     }
 }
 
+/// What a part URL signs: the part, and where known its exact length and checksum.
+#[derive(Clone, Copy)]
+pub struct PartToSign<'a> {
+    pub key: &'a ObjectKey,
+    pub upload_id: &'a str,
+    pub number: PartNumber,
+    pub content_length: Option<u64>,
+    pub checksum: Option<(ChecksumAlgorithm, &'a PartChecksum)>,
+}
+
 /// A presigned `UploadPart` request.
 #[derive(Clone)]
 pub struct PresignedPart {
@@ -144,6 +154,8 @@ pub struct Storage {
     /// For signing POST policies (the SDK presigns requests, not policies).
     credentials: Option<aws_sdk_s3::config::SharedCredentialsProvider>,
     region: String,
+    /// CompleteMultipartUpload's own operation timeout (it may take minutes).
+    complete_timeout: Duration,
 }
 
 impl Storage {
@@ -159,7 +171,14 @@ impl Storage {
             .http_client(http_client)
             .load()
             .await;
+        // Every call ends within the operation timeout (retries included), so a
+        // claimant whose lease runs out has no provider call left in flight.
+        let timeouts = aws_config::timeout::TimeoutConfig::builder()
+            .connect_timeout(cfg.operation_timeout.min(Duration::from_secs(10)))
+            .operation_timeout(cfg.operation_timeout)
+            .build();
         let mut b = aws_sdk_s3::config::Builder::from(&sdk)
+            .timeout_config(timeouts)
             .force_path_style(cfg.force_path_style)
             .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
             .response_checksum_validation(ResponseChecksumValidation::WhenRequired);
@@ -173,6 +192,7 @@ impl Storage {
             object_base: object_base(cfg),
             credentials: sdk.credentials_provider(),
             region: cfg.region.clone(),
+            complete_timeout: cfg.complete_timeout,
         }
     }
 
@@ -249,13 +269,17 @@ impl Storage {
     /// Presigns `UploadPart` for one part, valid from `start` for `expires_in`.
     pub async fn presign_upload_part(
         &self,
-        key: &ObjectKey,
-        upload_id: &str,
-        part: PartNumber,
-        checksum: Option<(ChecksumAlgorithm, &PartChecksum)>,
+        part: &PartToSign<'_>,
         start: SystemTime,
         expires_in: Duration,
     ) -> Result<PresignedPart, StorageError> {
+        let PartToSign {
+            key,
+            upload_id,
+            number: part,
+            content_length,
+            checksum,
+        } = *part;
         let presigning = PresigningConfig::builder()
             .start_time(start)
             .expires_in(expires_in)
@@ -270,7 +294,9 @@ impl Storage {
             .bucket(&self.bucket)
             .key(key.as_str())
             .upload_id(upload_id)
-            .part_number(part.get() as i32);
+            .part_number(part.get() as i32)
+            // The length is signed: storage refuses a PUT of any other length.
+            .set_content_length(content_length.map(|n| n as i64));
         // The checksum header is signed: storage refuses the PUT without it, and
         // refuses bytes that do not match it (BadDigest).
         req = match checksum {
@@ -385,6 +411,14 @@ impl Storage {
                 .key(key.as_str())
                 .upload_id(upload_id)
                 .multipart_upload(completed)
+                .customize()
+                .config_override(
+                    aws_sdk_s3::config::Builder::default().timeout_config(
+                        aws_config::timeout::TimeoutConfig::builder()
+                            .operation_timeout(self.complete_timeout)
+                            .build(),
+                    ),
+                )
                 .send()
                 .await
                 .map_err(|e| StorageError::from_sdk("CompleteMultipartUpload", e))
@@ -616,6 +650,23 @@ impl Storage {
                 Err(SdkError::ServiceError(se)) if se.err().is_not_found() => Ok(None),
                 Err(e) => Err(StorageError::from_sdk("HeadObject", e)),
             }
+        })
+        .await
+    }
+
+    /// Deletes an object (only one the broker itself could not account for).
+    #[tracing::instrument(name = "storage.delete_object", skip_all, fields(key = key.as_str()))]
+    pub async fn delete_object(&self, key: &ObjectKey) -> Result<(), StorageError> {
+        let call = self
+            .client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(key.as_str())
+            .send();
+        observed("DeleteObject", async {
+            call.await
+                .map(|_| ())
+                .map_err(|e| StorageError::from_sdk("DeleteObject", e))
         })
         .await
     }

@@ -7,7 +7,8 @@
 //! provider is called, and only then marked `expired`. A crash anywhere leaves
 //! rows that the next run finishes; several sweepers never share an upload.
 
-use crate::db::{self, DbError};
+use crate::broker::record::{self, CompletedBy, ExpiredBy, SettleError, Settled};
+use crate::db::{self, DbError, Fence};
 use crate::domain::upload::{Upload, UploadStatus};
 use crate::storage::{AbortOutcome, Storage, StorageError};
 use chrono::{DateTime, Utc};
@@ -40,6 +41,8 @@ pub struct SweepReport {
     /// Uploads whose object turned out complete (a completer died after
     /// CompleteMultipartUpload): recorded as completed, not expired.
     pub recovered_completed: u64,
+    /// Client aborts whose provider call had failed, finished.
+    pub aborts_finished: u64,
     /// Uploads that could not be handled (left for the next run).
     pub failed: u64,
     /// Finished records deleted by retention.
@@ -59,6 +62,7 @@ impl SweepReport {
         self.aborted += o.aborted;
         self.already_gone += o.already_gone;
         self.recovered_completed += o.recovered_completed;
+        self.aborts_finished += o.aborts_finished;
         self.failed += o.failed;
         self.deleted += o.deleted;
         self.orphans_found += o.orphans_found;
@@ -74,8 +78,8 @@ impl SweepReport {
             ""
         };
         format!(
-            "sweep: {would}{} expired uploads aborted, {} already gone at the provider, {} recovered as completed, {} failed; {} finished records deleted; orphans: {} found, {} aborted, {} failed",
-            self.aborted, self.already_gone, self.recovered_completed, self.failed, self.deleted,
+            "sweep: {would}{} expired uploads aborted, {} already gone at the provider, {} recovered as completed, {} interrupted aborts finished, {} failed; {} finished records deleted; orphans: {} found, {} aborted, {} failed",
+            self.aborted, self.already_gone, self.recovered_completed, self.aborts_finished, self.failed, self.deleted,
             self.orphans_found, self.orphans_aborted, self.orphans_failed
         )
     }
@@ -87,6 +91,15 @@ pub enum SweepError {
     Db(#[from] DbError),
     #[error(transparent)]
     Storage(#[from] StorageError),
+}
+
+impl From<SettleError> for SweepError {
+    fn from(e: SettleError) -> Self {
+        match e {
+            SettleError::Db(e) => Self::Db(e),
+            SettleError::Storage(e) => Self::Storage(e),
+        }
+    }
 }
 
 /// Options of one run.
@@ -147,10 +160,14 @@ impl Sweeper {
         previous: UploadStatus,
     ) -> Result<Outcome, SweepError> {
         let storage = self.storage.with_bucket(upload.bucket.clone());
+        let fence = Fence::of(upload);
         if previous == UploadStatus::Completing {
-            // A completer died: its CompleteMultipartUpload may have gone through.
-            if let Some(done) = self.completed_object(&storage, upload).await? {
-                return Ok(done);
+            // A completer died (its lease ran out, so no call of its is still in
+            // flight): its CompleteMultipartUpload may have gone through.
+            if let Some(obj) = storage.head_object(&upload.key).await? {
+                if upload.plan.is_none_or(|p| obj.size == p.size()) {
+                    return self.settle(&storage, upload, fence).await;
+                }
             }
         }
         match storage
@@ -158,50 +175,53 @@ impl Sweeper {
             .await?
         {
             AbortOutcome::Aborted => {
-                db::finish_expired(&self.db, upload.id).await?;
-                crate::metrics::upload_expired("sweep");
-                tracing::info!(upload_id = %upload.id, "expired upload aborted");
+                record::expired(&self.db, upload, fence, ExpiredBy::Sweep).await?;
                 Ok(Outcome::Aborted)
             }
-            AbortOutcome::AlreadyGone => {
-                // Gone: aborted elsewhere, or completed. Never lose an object.
-                if let Some(done) = self.completed_object(&storage, upload).await? {
-                    return Ok(done);
-                }
-                db::finish_expired(&self.db, upload.id).await?;
-                crate::metrics::upload_expired("sweep");
-                tracing::info!(upload_id = %upload.id, "expired upload was already gone at the provider");
-                Ok(Outcome::AlreadyGone)
-            }
+            // Gone: aborted elsewhere, or completed. Never lose an object.
+            AbortOutcome::AlreadyGone => self.settle(&storage, upload, fence).await,
         }
     }
 
-    /// If the object exists with the planned size, record the upload completed.
-    async fn completed_object(
+    /// The one reaction to a provider upload that is gone (as everywhere).
+    async fn settle(
         &self,
         storage: &Storage,
         upload: &Upload,
-    ) -> Result<Option<Outcome>, SweepError> {
-        match storage.head_object(&upload.key).await? {
-            Some(obj) if upload.plan.is_none_or(|p| obj.size == p.size()) => {
-                db::finish_completion(
-                    &self.db,
-                    upload.id,
-                    UploadStatus::Expiring,
-                    &db::FinishedObject {
-                        etag: obj.etag.clone(),
-                        checksum: None,
-                        size: Some(obj.size),
-                    },
-                    &[],
-                    Utc::now(),
-                )
+        fence: Fence,
+    ) -> Result<Outcome, SweepError> {
+        Ok(
+            match record::settle_gone(&self.db, storage, upload, fence, CompletedBy::Sweep).await? {
+                Settled::Completed(_) => Outcome::Completed,
+                Settled::Expired | Settled::Moved => Outcome::AlreadyGone,
+            },
+        )
+    }
+
+    /// One batch of aborts whose provider call failed (or whose caller died):
+    /// `aborting` past its lease. Abort at the provider again, record `aborted`.
+    pub async fn abort_step(&self, now: DateTime<Utc>) -> Result<(usize, SweepReport), SweepError> {
+        let claimed =
+            db::claim_stale_aborts(&self.db, now, self.settings.lease, self.settings.batch_size)
                 .await?;
-                tracing::warn!(upload_id = %upload.id, "sweep found the upload completed at the provider; recorded it");
-                Ok(Some(Outcome::Completed))
+        let mut report = SweepReport::default();
+        for upload in &claimed {
+            let storage = self.storage.with_bucket(upload.bucket.clone());
+            match storage
+                .abort_multipart_upload(&upload.key, &upload.provider_upload_id)
+                .await
+            {
+                Ok(_) => {
+                    record::aborted(&self.db, upload, Fence::of(upload)).await?;
+                    report.aborts_finished += 1;
+                }
+                Err(e) => {
+                    tracing::warn!(upload_id = %upload.id, error = %e, "sweep could not finish an abort; will retry");
+                    report.failed += 1;
+                }
             }
-            _ => Ok(None),
         }
+        Ok((claimed.len(), report))
     }
 
     /// A whole run: expire in batches until none is left, apply retention, and
@@ -243,6 +263,13 @@ impl Sweeper {
                     );
                 }
                 // Failed rows keep their lease, so they are not claimed again in this run.
+                if claimed < self.settings.batch_size as usize {
+                    break;
+                }
+            }
+            loop {
+                let (claimed, step) = self.abort_step(clock()).await?;
+                report.add(&step);
                 if claimed < self.settings.batch_size as usize {
                     break;
                 }

@@ -204,7 +204,19 @@ async fn a_part_of_the_wrong_size_is_reported_missing(pool: PgPool) {
         .await;
     let token = token(&created);
     let parts = created["parts"].as_array().unwrap().clone();
-    app.put_part(&parts[0], &file[..MIB]).await; // short
+    // The URL binds the part's length: storage refuses a short or a long PUT.
+    assert_eq!(parts[0]["headers"]["content-length"], PART.to_string());
+    for len in [MIB, PART + 4 * MIB] {
+        let res = app.put_raw(&parts[0], data(len, 9)).await;
+        assert_eq!(
+            res.status(),
+            403,
+            "a {len}-byte PUT to a {PART}-byte part URL is refused"
+        );
+    }
+    assert_eq!(app.resume(&token).await.1["missingParts"], json!([1, 2, 3]));
+    // A short part stored behind the broker's back is still caught.
+    app.upload_part_at_provider(&created, 1, &file[..MIB]).await;
     app.put_part(&parts[1], slice(&file, PART, 2)).await;
     app.put_part(&parts[2], slice(&file, PART, 3)).await;
 
@@ -299,8 +311,10 @@ async fn part_urls_carry_no_checksum_and_expire_when_they_say(pool: PgPool) {
             "checksum parameter {k} in a part URL"
         );
     }
-    assert_eq!(q["X-Amz-SignedHeaders"], "host");
-    assert_eq!(p["headers"], json!({}));
+    // The part's length is signed, and listed in `headers` as the contract
+    // asks for every signed header but `host`.
+    assert_eq!(q["X-Amz-SignedHeaders"], "content-length;host");
+    assert_eq!(p["headers"], json!({"content-length": "100"}));
     let date = chrono::NaiveDateTime::parse_from_str(&q["X-Amz-Date"], "%Y%m%dT%H%M%SZ")
         .unwrap()
         .and_utc();
@@ -446,16 +460,18 @@ async fn status_while_a_completion_is_being_recorded(pool: PgPool) {
             checksum: None,
             size: Some(4),
         };
-        upload_broker::db::finish_completion(
+        let done = upload_broker::db::record_completed(
             &pool,
             claimed.id,
-            upload_broker::domain::upload::UploadStatus::Completing,
+            upload_broker::db::Fence::of(&claimed),
             &object,
             &[],
             chrono::Utc::now(),
+            None,
         )
         .await
         .unwrap();
+        assert!(done.is_some(), "the claimant's own write matches its fence");
     });
     // Not a 410: the status waits for the record and answers completed.
     let (s, v) = app.get_status(&token(&c)).await;

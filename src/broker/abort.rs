@@ -1,4 +1,4 @@
-//! Aborting an upload: the record first, then the provider.
+//! Aborting an upload: the claim first, then the provider, then the record.
 
 use super::*;
 
@@ -9,7 +9,8 @@ impl Broker {
     pub async fn abort(&self, tenant: &str, upload: UploadRef) -> Result<(), ApiError> {
         let this = self.clone();
         let tenant = tenant.to_string();
-        spawn_to_end(async move { this.abort_inner(&tenant, &upload).await }).await
+        self.run_to_end(async move { this.abort_inner(&tenant, &upload).await })
+            .await
     }
 
     pub(super) async fn abort_inner(&self, tenant: &str, r: &UploadRef) -> Result<(), ApiError> {
@@ -30,17 +31,28 @@ impl Broker {
                         .await?;
                     return Ok(());
                 }
-                UploadStatus::Active => {
-                    let Some(aborted) = db::mark_aborted(&self.inner.db, upload.id).await? else {
+                UploadStatus::Active | UploadStatus::Aborting => {
+                    // Claim first (`aborting`, with a lease), then the provider,
+                    // then `aborted`: if the provider call fails, the row says
+                    // so, a retry or the sweep finishes it, and no provider
+                    // upload is left behind a row that says `aborted`.
+                    let lease = self.inner.settings.completion_lease;
+                    let Some(mine) =
+                        db::claim_abort(&self.inner.db, upload.id, Self::now(), lease).await?
+                    else {
                         continue;
                     };
                     let outcome = self
-                        .inner
-                        .storage
-                        .abort_multipart_upload(&aborted.key, &aborted.provider_upload_id)
+                        .holding(
+                            &mine,
+                            self.inner
+                                .storage
+                                .abort_multipart_upload(&mine.key, &mine.provider_upload_id),
+                        )
                         .await?;
-                    tracing::info!(upload_id = %upload.id, ?outcome, "upload aborted");
-                    crate::metrics::upload_aborted();
+                    tracing::debug!(upload_id = %mine.id, ?outcome, "provider upload aborted");
+                    // None: a concurrent DELETE took the claim over and records it.
+                    record::aborted(&self.inner.db, &mine, Fence::of(&mine)).await?;
                     return Ok(());
                 }
             }

@@ -15,7 +15,8 @@ impl Broker {
     ) -> Result<Upload, ApiError> {
         let this = self.clone();
         let tenant = tenant.to_string();
-        spawn_to_end(async move { this.complete_inner(&tenant, &upload, &with).await }).await
+        self.run_to_end(async move { this.complete_inner(&tenant, &upload, &with).await })
+            .await
     }
 
     pub(super) async fn complete_inner(
@@ -26,6 +27,7 @@ impl Broker {
     ) -> Result<Upload, ApiError> {
         let lease = self.inner.settings.completion_lease;
         let deadline = tokio::time::Instant::now() + lease + Duration::from_secs(5);
+        let mut pause = Duration::from_millis(25);
         let claims = match with {
             CompleteWith::Listed(c) => c.as_deref().unwrap_or_default(),
             CompleteWith::Given(c) => c.as_slice(),
@@ -34,18 +36,22 @@ impl Broker {
             let upload = self.load_ref(tenant, r).await?;
             match upload.status {
                 UploadStatus::Completed => return Ok(upload),
-                UploadStatus::Aborted => return Err(ApiError::NotActive(UploadStatus::Aborted)),
+                UploadStatus::Aborted | UploadStatus::Aborting => {
+                    return Err(ApiError::NotActive(UploadStatus::Aborted))
+                }
                 UploadStatus::Expired | UploadStatus::Expiring => {
                     return Err(ApiError::Expired(EXPIRED_MESSAGE))
                 }
                 UploadStatus::Completing if upload.lease_until.is_some_and(|l| l > Self::now()) => {
-                    // Someone else is completing it: wait for their outcome.
+                    // Someone else is completing it: wait for their outcome,
+                    // looking less often the longer it takes.
                     if tokio::time::Instant::now() >= deadline {
-                        return Err(ApiError::Internal(
-                            "timed out waiting for a completion in progress".into(),
+                        return Err(ApiError::Overloaded(
+                            "a completion of this upload is still in progress; try again shortly",
                         ));
                     }
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(1));
                     continue;
                 }
                 UploadStatus::Active | UploadStatus::Completing => {}
@@ -65,22 +71,31 @@ impl Broker {
             else {
                 continue; // someone else moved it first; look again
             };
-            let result = match (mine.plan, with) {
-                (Some(plan), CompleteWith::Listed(claimed)) => {
-                    self.complete_claimed(&mine, plan, claimed.as_deref()).await
+            let claim = mine.claim.expect("a claimed upload has a claim id");
+            let work = async {
+                match (mine.plan, with) {
+                    (Some(plan), CompleteWith::Listed(claimed)) => {
+                        self.complete_claimed(&mine, plan, claimed.as_deref()).await
+                    }
+                    (plan, CompleteWith::Given(given)) => {
+                        self.complete_given(&mine, plan, given).await
+                    }
+                    (None, CompleteWith::Listed(_)) => Err(ApiError::Internal(
+                        "a native completion of an upload without a plan".into(),
+                    )),
                 }
-                (plan, CompleteWith::Given(given)) => self.complete_given(&mine, plan, given).await,
-                (None, CompleteWith::Listed(_)) => Err(ApiError::Internal(
-                    "a native completion of an upload without a plan".into(),
-                )),
             };
-            if result.is_err() {
-                // Completable again, unless it was settled as completed or expired.
-                db::release_completion(&self.inner.db, mine.id).await?;
+            let result = self.holding(&mine, work).await;
+            if let Err(e) = &result {
+                // Completable again, unless it was settled (completed or
+                // expired) meanwhile: the release is fenced by our claim.
+                tracing::debug!(upload_id = %mine.id, error = %e, "completion failed; releasing the claim");
+                db::release_completion(&self.inner.db, mine.id, claim).await?;
             }
             return result;
         }
     }
+
     pub(super) async fn complete_claimed(
         &self,
         upload: &Upload,
@@ -220,6 +235,15 @@ impl Broker {
             PartPlan::from_stored(total, part_size, parts.len() as u32).ok_or_else(|| {
                 ApiError::InvalidRequest("parts: an empty upload cannot be completed".into())
             })?;
+        let max = self.inner.settings.plan_limits.max_upload_size;
+        if learned.size() > max {
+            // Refused before the provider call: the upload stays active, so the
+            // client can abort it (or the sweep will).
+            return Err(ApiError::TooLarge(format!(
+                "the parts add up to {} bytes, over the maximum upload size of {max} bytes; abort the upload",
+                learned.size()
+            )));
+        }
         if let Some(plan) = plan {
             if plan != learned {
                 return Err(ApiError::PartMismatch {
@@ -239,7 +263,9 @@ impl Broker {
     }
 
     /// Completes at the provider with exactly `parts`, verifies the object's
-    /// size, and records the completion.
+    /// size, and records the completion. An object of another size is not a
+    /// completion: it is deleted and the upload expired (nothing usable is left
+    /// at the provider), and the caller is told so with a 502.
     pub(super) async fn finish(
         &self,
         upload: &Upload,
@@ -280,65 +306,70 @@ impl Broker {
             }
             Err(e) => return Err(e.into()),
         };
-        // Verify the object itself: its size must be the declared size.
-        let head = storage.head_object(&upload.key).await;
-        object.size = head.as_ref().ok().and_then(|h| h.as_ref().map(|h| h.size));
-        let done = db::finish_completion_with_plan(
+        // Verify the object itself before recording anything. If HeadObject
+        // fails, the claim is released: the next call (or the sweep) finds the
+        // provider upload gone and the object there, and records it then.
+        let found = storage.head_object(&upload.key).await?;
+        match found {
+            Some(h) if h.size == total => object.size = Some(h.size),
+            found => {
+                let size = found.map(|h| h.size);
+                tracing::error!(upload_id = %upload.id, ?size, expected = total,
+                    "the completed object does not have the declared size; deleting it");
+                if size.is_some() {
+                    storage.delete_object(&upload.key).await?;
+                }
+                record::expired(
+                    &self.inner.db,
+                    upload,
+                    Fence::of(upload),
+                    record::ExpiredBy::ProviderGone,
+                )
+                .await?;
+                return Err(ApiError::BadObject(format!(
+                    "the object storage made has {} bytes, not {total}; it was removed and the upload has expired: upload the file again",
+                    size.map_or("no".to_string(), |n| n.to_string())
+                )));
+            }
+        }
+        match record::completed(
             &self.inner.db,
-            upload.id,
-            UploadStatus::Completing,
+            upload,
+            Fence::of(upload),
             &object,
             parts,
-            Self::now(),
             learned,
+            record::CompletedBy::Complete,
         )
         .await?
-        .ok_or_else(|| ApiError::Internal("the completion lease was lost".into()))?;
-        match head {
-            Ok(Some(h)) if h.size == total => {}
-            Ok(found) => {
-                tracing::error!(upload_id = %upload.id, size = ?found.map(|h| h.size), expected = total,
-                    "the completed object does not have the declared size");
-                return Err(ApiError::Storage(StorageError::Provider {
-                    operation: "HeadObject",
-                    code: "ObjectSizeMismatch".into(),
-                    message: String::new(),
-                }));
-            }
-            Err(e) => {
-                tracing::warn!(upload_id = %upload.id, error = %e, "could not verify the completed object's size")
-            }
+        {
+            Some(done) => Ok(done),
+            // Our claim was taken over while we worked (its lease ran out): the
+            // object is there, and whoever holds the upload now will find the
+            // provider upload gone and record it. The caller may ask again.
+            None => Err(ApiError::Overloaded(
+                "the completion went through but is being recorded by another caller; call complete again",
+            )),
         }
-        tracing::info!(upload_id = %upload.id, parts = parts.len(), bytes = total, "upload completed");
-        crate::metrics::upload_completed(total);
-        Ok(done)
     }
 
-    /// The provider has no such upload. If the object is there with the right
-    /// size, an earlier completion got through before a crash: record it.
-    /// Otherwise the upload is gone at the provider: it has expired.
+    /// The provider has no such upload: settle it once (an earlier completion
+    /// that got through is recorded; otherwise it has expired).
     pub(super) async fn recover_gone(&self, upload: &Upload) -> Result<Upload, ApiError> {
-        if let Some(obj) = self.inner.storage.head_object(&upload.key).await? {
-            if upload.plan.is_none_or(|p| obj.size == p.size()) {
-                tracing::warn!(upload_id = %upload.id, "provider upload already completed; recording it");
-                let object = FinishedObject {
-                    etag: obj.etag,
-                    checksum: None,
-                    size: Some(obj.size),
-                };
-                return db::finish_completion(
-                    &self.inner.db,
-                    upload.id,
-                    UploadStatus::Completing,
-                    &object,
-                    &[],
-                    Self::now(),
-                )
-                .await?
-                .ok_or_else(|| ApiError::Internal("the completion lease was lost".into()));
-            }
+        match record::settle_gone(
+            &self.inner.db,
+            &self.inner.storage,
+            upload,
+            Fence::of(upload),
+            record::CompletedBy::Recovery,
+        )
+        .await?
+        {
+            record::Settled::Completed(done) => Ok(*done),
+            record::Settled::Expired => Err(ApiError::Expired(GONE_AT_PROVIDER_MESSAGE)),
+            record::Settled::Moved => Err(ApiError::Overloaded(
+                "the upload changed while it was being completed; call complete again",
+            )),
         }
-        self.storage_lost(upload).await?;
-        Err(ApiError::Expired(GONE_AT_PROVIDER_MESSAGE))
     }
 }

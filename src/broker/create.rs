@@ -15,7 +15,8 @@ impl Broker {
         let plan = PartPlan::new(req.size, req.part_size, self.inner.settings.plan_limits)?;
         let this = self.clone();
         let tenant = tenant.to_string();
-        spawn_to_end(async move { this.create_inner(tenant, req, plan).await }).await
+        self.run_to_end(async move { this.create_inner(tenant, req, plan).await })
+            .await
     }
 
     pub(super) async fn create_inner(
@@ -32,7 +33,7 @@ impl Broker {
                 &req.content_type,
                 &req.metadata,
                 Some(plan),
-                req.fingerprint.map(|f| f.as_str().to_string()),
+                req.fingerprint.as_ref(),
                 req.checksum_algorithm,
             )
             .await?;
@@ -66,7 +67,7 @@ impl Broker {
         content_type: &ContentType,
         metadata: &Metadata,
         plan: Option<PartPlan>,
-        fingerprint: Option<String>,
+        fingerprint: Option<&Fingerprint>,
         checksum_algorithm: Option<ChecksumAlgorithm>,
     ) -> Result<Upload, ApiError> {
         let s = &self.inner.settings;
@@ -77,6 +78,8 @@ impl Broker {
         let provider_upload_id = storage
             .create_multipart_upload(&key, content_type, metadata, checksum_algorithm)
             .await?;
+        let fingerprint_mac =
+            fingerprint.map(|f| self.inner.tokens.fingerprint_mac(&tenant, f.as_str()));
         let upload = Upload {
             id,
             tenant,
@@ -88,7 +91,12 @@ impl Broker {
             content_type: content_type.as_str().to_string(),
             plan,
             metadata: metadata.as_map().clone(),
-            fingerprint,
+            fingerprint_mac,
+            origin: if plan.is_some() {
+                Origin::Native
+            } else {
+                Origin::Companion
+            },
             checksum_algorithm,
             etag: None,
             checksum: None,
@@ -98,6 +106,7 @@ impl Broker {
             expires_at: now
                 + chrono::Duration::from_std(s.upload_ttl).unwrap_or(chrono::Duration::days(7)),
             lease_until: None,
+            claim: None,
         };
         if let Err(e) = db::insert_upload(&self.inner.db, &upload).await {
             self.abort_orphan(&upload).await;
@@ -132,7 +141,7 @@ impl Broker {
     ) -> Result<Upload, ApiError> {
         let this = self.clone();
         let tenant = tenant.to_string();
-        spawn_to_end(async move {
+        self.run_to_end(async move {
             this.start_upload(
                 tenant,
                 &filename,
@@ -146,5 +155,4 @@ impl Broker {
         })
         .await
     }
-
 }

@@ -6,17 +6,18 @@
 mod abort;
 mod complete;
 mod create;
+pub mod record;
 mod sign;
 mod status;
 
-use crate::db::{self, FinishedObject};
+use crate::db::{self, Fence};
 use crate::domain::checksum::{ChecksumAlgorithm, PartChecksum};
 use crate::domain::object_key::ObjectKey;
 use crate::domain::part_plan::{PartNumber, PartPlan, PlanLimits};
 use crate::domain::request::{ContentType, FileName, Fingerprint, Metadata};
 use crate::domain::token::{ResumeToken, TokenKey};
 use crate::domain::upload::{
-    bare_etag, Progress, Reconciliation, StoredPart, Upload, UploadStatus,
+    bare_etag, Origin, Progress, Reconciliation, StoredPart, Upload, UploadStatus,
 };
 use crate::error::{ApiError, EXPIRED_MESSAGE, GONE_AT_PROVIDER_MESSAGE};
 use crate::storage::{Storage, StorageError};
@@ -35,8 +36,11 @@ pub struct BrokerSettings {
     pub part_url_ttl: Duration,
     pub sign_window: u32,
     pub key_prefix: String,
-    /// How long a completer holds an upload in `completing` before another may take over.
+    /// How long a completer (or an abort) holds its claim before another may
+    /// take over; renewed every third of it while the claimant works.
     pub completion_lease: Duration,
+    /// Most completions and aborts running at once, detached from their requests.
+    pub max_background_tasks: usize,
     /// Whether the provider takes POST-policy uploads (S3 does; R2 does not).
     pub post_uploads: bool,
 }
@@ -45,6 +49,8 @@ pub struct BrokerSettings {
 pub const DOWNLOAD_URL_TTL: Duration = Duration::from_secs(300);
 /// Most uploads a fingerprint lookup answers with.
 pub const FINGERPRINT_LOOKUP_LIMIT: i64 = 20;
+/// Uploads a fingerprint lookup reconciles with the provider at once.
+pub const FINGERPRINT_LOOKUP_CONCURRENCY: usize = 4;
 
 /// A validated create request.
 #[derive(Debug, Clone)]
@@ -143,6 +149,8 @@ struct Inner {
     storage: Storage,
     tokens: TokenKey,
     settings: BrokerSettings,
+    /// Permits for work that runs to the end without its request.
+    background: Arc<tokio::sync::Semaphore>,
 }
 
 /// Compares what a client says of its parts with what storage holds.
@@ -187,6 +195,7 @@ impl Broker {
                 db,
                 storage,
                 tokens,
+                background: Arc::new(tokio::sync::Semaphore::new(settings.max_background_tasks)),
                 settings,
             }),
         }
@@ -226,16 +235,16 @@ impl Broker {
                 let id = self.inner.tokens.verify(token).ok_or(ApiError::NotFound)?;
                 db::get_upload(&self.inner.db, id)
                     .await?
-                    // Tokens are only ever handed out for uploads with a plan.
-                    .filter(|u| u.plan.is_some())
+                    // Tokens are only ever handed out for native uploads.
+                    .filter(|u| u.origin == Origin::Native)
             }
-            UploadRef::Provider { upload_id, key } => db::get_by_provider_upload_id(
-                &self.inner.db,
-                self.inner.storage.bucket(),
-                upload_id,
-            )
-            .await?
-            .filter(|u| u.key.as_str() == key),
+            // Only Companion uploads answer to (uploadId, key): both are visible
+            // in every part URL, so they must not reach a native upload.
+            UploadRef::Provider { upload_id, key } => {
+                db::get_companion_upload(&self.inner.db, self.inner.storage.bucket(), upload_id)
+                    .await?
+                    .filter(|u| u.key.as_str() == key)
+            }
         }
         .filter(|u| u.tenant == tenant)
         .ok_or(ApiError::NotFound)?;
@@ -244,6 +253,76 @@ impl Broker {
             return Err(ApiError::Expired(EXPIRED_MESSAGE));
         }
         Ok(upload)
+    }
+
+    /// Runs `work` while holding `upload`'s claim: the lease is renewed every
+    /// third of it, so a completion or abort that takes long keeps its claim. A
+    /// renewal that finds the claim gone is logged (the claimant's own writes
+    /// are fenced and will change nothing).
+    pub(super) async fn holding<T>(
+        &self,
+        upload: &Upload,
+        work: impl std::future::Future<Output = T>,
+    ) -> T {
+        let lease = self.inner.settings.completion_lease;
+        let fence = Fence::of(upload);
+        let renew = async {
+            let mut every = tokio::time::interval(lease / 3);
+            every.tick().await; // the first tick is immediate
+            loop {
+                every.tick().await;
+                match db::renew_lease(&self.inner.db, upload.id, fence, Self::now(), lease).await {
+                    Ok(true) => tracing::debug!(upload_id = %upload.id, "lease renewed"),
+                    Ok(false) => {
+                        tracing::error!(upload_id = %upload.id, "lost the claim on this upload while working on it");
+                        std::future::pending::<()>().await;
+                    }
+                    Err(e) => {
+                        tracing::warn!(upload_id = %upload.id, error = %e, "could not renew the lease; will retry")
+                    }
+                }
+            }
+        };
+        tokio::pin!(work);
+        tokio::select! {
+            out = &mut work => out,
+            _ = renew => unreachable!("renewal never ends"),
+        }
+    }
+
+    /// Runs `fut` in a task of its own, so it finishes even if the caller goes
+    /// away. Such tasks are bounded (503 beyond the limit); an error of one
+    /// whose caller is gone is logged here, since no response will carry it.
+    pub(super) async fn run_to_end<T: Send + 'static>(
+        &self,
+        fut: impl std::future::Future<Output = Result<T, ApiError>> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let permit = self
+            .inner
+            .background
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| {
+                ApiError::Overloaded(
+                    "too many completions and aborts in progress; try again shortly",
+                )
+            })?;
+        let span = tracing::Span::current();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        tokio::spawn(tracing::Instrument::instrument(
+            async move {
+                let out = fut.await;
+                drop(permit);
+                if let Err(Err(e)) = tx.send(out) {
+                    if e.status().is_server_error() {
+                        tracing::error!(error = %e, "detached work failed after its request had gone");
+                    }
+                }
+            },
+            span,
+        ));
+        rx.await
+            .unwrap_or_else(|_| Err(ApiError::Internal("a background task failed".into())))
     }
 
     pub(super) fn require_active(upload: &Upload) -> Result<(), ApiError> {
@@ -255,12 +334,13 @@ impl Broker {
             other => Err(ApiError::NotActive(other)),
         }
     }
-
 }
 
-
 /// 409 `PART_MISMATCH` if a stored part disagrees with what the client gave.
-pub(super) fn require_matching(stored: &[StoredPart], claims: &[PartClaim]) -> Result<(), ApiError> {
+pub(super) fn require_matching(
+    stored: &[StoredPart],
+    claims: &[PartClaim],
+) -> Result<(), ApiError> {
     let mismatched = conflicts(stored, claims);
     let Some(first) = mismatched.first() else {
         return Ok(());
@@ -289,16 +369,6 @@ pub(super) fn part_of(upload: &Upload, n: u32) -> Result<PartNumber, ApiError> {
             ApiError::InvalidRequest(format!("part {n} is out of range: parts are 1 to 10000"))
         }),
     }
-}
-
-/// Runs `fut` in its own task so it finishes even if the caller goes away.
-pub(super) async fn spawn_to_end<T: Send + 'static>(
-    fut: impl std::future::Future<Output = Result<T, ApiError>> + Send + 'static,
-) -> Result<T, ApiError> {
-    let span = tracing::Span::current();
-    tokio::spawn(tracing::Instrument::instrument(fut, span))
-        .await
-        .unwrap_or_else(|e| Err(ApiError::Internal(format!("task failed: {e}"))))
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! Presigned URLs: part uploads, POST policies and downloads.
 
 use super::*;
+use crate::storage::PartToSign;
 
 impl Broker {
     // ------------------------------------------------------------ sign
@@ -61,10 +62,14 @@ impl Broker {
                 .inner
                 .storage
                 .presign_upload_part(
-                    &upload.key,
-                    &upload.provider_upload_id,
-                    *n,
-                    upload.checksum_algorithm.zip(checksum.as_ref()),
+                    &PartToSign {
+                        key: &upload.key,
+                        upload_id: &upload.provider_upload_id,
+                        number: *n,
+                        // Sizes are bound into the URL where the plan knows them.
+                        content_length: upload.plan.map(|p| p.part_len(*n)),
+                        checksum: upload.checksum_algorithm.zip(checksum.as_ref()),
+                    },
                     start,
                     seconds,
                 )
@@ -178,5 +183,4 @@ impl Broker {
                 .unwrap_or(0),
         })
     }
-
 }

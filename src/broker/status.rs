@@ -26,32 +26,52 @@ impl Broker {
                 }
             }
             UploadStatus::Completed => Ok(Self::finished(upload)),
-            UploadStatus::Aborted | UploadStatus::Expired | UploadStatus::Expiring => {
-                Ok(Self::reconciled(upload, &[]))
-            }
+            UploadStatus::Aborting
+            | UploadStatus::Aborted
+            | UploadStatus::Expired
+            | UploadStatus::Expiring => Ok(Self::reconciled(upload, &[])),
         }
     }
     /// ListParts said NoSuchUpload: someone completed or aborted the upload a
-    /// moment ago, or the provider lost it. Answer from the fresh record; only
-    /// an upload that is still `active` has really been lost.
+    /// moment ago, or the provider lost it. Answer from the fresh record; an
+    /// upload nobody holds (or whose holder's lease ran out) is settled once:
+    /// recorded completed if its object is there, expired if not.
     pub(super) async fn after_no_such_upload(&self, id: Uuid) -> Result<UploadState, ApiError> {
         // A completion may be between its provider call and its record: give it
         // a moment to land.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        let mut pause = Duration::from_millis(25);
         loop {
             let fresh = db::get_upload(&self.inner.db, id)
                 .await?
                 .ok_or(ApiError::NotFound)?;
+            let held = fresh.lease_until.is_some_and(|l| l > Self::now());
             match fresh.status {
                 UploadStatus::Completed => return Ok(Self::finished(fresh)),
-                UploadStatus::Aborted => return Ok(Self::reconciled(fresh, &[])),
-                UploadStatus::Completing if tokio::time::Instant::now() < deadline => {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                UploadStatus::Aborted | UploadStatus::Aborting => {
+                    return Ok(Self::reconciled(fresh, &[]))
                 }
-                UploadStatus::Completing => return Ok(Self::reconciled(fresh, &[])),
-                UploadStatus::Active => {
-                    self.storage_lost(&fresh).await?;
-                    return Err(ApiError::Expired(GONE_AT_PROVIDER_MESSAGE));
+                UploadStatus::Completing if held && tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_millis(500));
+                }
+                UploadStatus::Completing if held => return Ok(Self::reconciled(fresh, &[])),
+                UploadStatus::Active | UploadStatus::Completing => {
+                    match record::settle_gone(
+                        &self.inner.db,
+                        &self.inner.storage,
+                        &fresh,
+                        Fence::of(&fresh),
+                        record::CompletedBy::Recovery,
+                    )
+                    .await?
+                    {
+                        record::Settled::Completed(done) => return Ok(Self::finished(*done)),
+                        record::Settled::Expired => {
+                            return Err(ApiError::Expired(GONE_AT_PROVIDER_MESSAGE))
+                        }
+                        record::Settled::Moved => continue,
+                    }
                 }
                 UploadStatus::Expired | UploadStatus::Expiring => {
                     return Err(ApiError::Expired(GONE_AT_PROVIDER_MESSAGE))
@@ -103,19 +123,6 @@ impl Broker {
             upload,
             conflicting: Vec::new(),
         }
-    }
-
-    /// The provider no longer has an upload we think is active: record it as
-    /// expired (the client is told 410, never a 502 or a stuck row).
-    pub(super) async fn storage_lost(&self, upload: &Upload) -> Result<(), ApiError> {
-        tracing::warn!(upload_id = %upload.id, "the storage provider no longer has this upload; marking it expired");
-        if db::mark_expired(&self.inner.db, upload.id, upload.status)
-            .await?
-            .is_some()
-        {
-            crate::metrics::upload_expired("provider_gone");
-        }
-        Ok(())
     }
 
     /// Reconciles with the provider and signs the first missing parts. Parts
@@ -182,25 +189,41 @@ impl Broker {
         let found = db::find_by_fingerprint(
             &self.inner.db,
             tenant,
-            fingerprint.as_str(),
+            &self
+                .inner
+                .tokens
+                .fingerprint_mac(tenant, fingerprint.as_str()),
             Self::now(),
             FINGERPRINT_LOOKUP_LIMIT,
         )
         .await?;
+        // Each is reconciled with ListParts, a few at a time (one lookup must
+        // not fan out into 20 provider calls at once).
         let mut tasks = tokio::task::JoinSet::new();
-        for (i, upload) in found.into_iter().enumerate() {
-            let this = self.clone();
-            tasks.spawn(async move { (i, this.state_of(upload).await) });
-        }
         let mut states = Vec::new();
-        while let Some(joined) = tasks.join_next().await {
-            match joined.map_err(|e| ApiError::Internal(format!("task failed: {e}")))? {
-                (i, Ok(state)) if state.upload.status == UploadStatus::Active => {
-                    states.push((i, state))
-                }
-                (_, Ok(_)) | (_, Err(ApiError::Expired(_))) => {}
-                (_, Err(e)) => return Err(e),
+        let mut keep =
+            |joined: Option<Result<(usize, Result<UploadState, ApiError>), _>>| match joined {
+                None => Ok(()),
+                Some(j) => match j.map_err(|e| ApiError::Internal(format!("task failed: {e}")))? {
+                    (i, Ok(state)) if state.upload.status == UploadStatus::Active => {
+                        states.push((i, state));
+                        Ok(())
+                    }
+                    (_, Ok(_)) | (_, Err(ApiError::Expired(_))) => Ok(()),
+                    (_, Err(e)) => Err(e),
+                },
+            };
+        for (i, upload) in found.into_iter().enumerate() {
+            if tasks.len() >= FINGERPRINT_LOOKUP_CONCURRENCY {
+                keep(tasks.join_next().await)?;
             }
+            let this = self.clone();
+            tasks.spawn(tracing::Instrument::in_current_span(async move {
+                (i, this.state_of(upload).await)
+            }));
+        }
+        while !tasks.is_empty() {
+            keep(tasks.join_next().await)?;
         }
         states.sort_by_key(|(i, _)| *i);
         Ok(states.into_iter().map(|(_, s)| s).collect())
@@ -222,11 +245,11 @@ impl Broker {
         {
             Ok(parts) => Ok(parts),
             Err(StorageError::NoSuchUpload) => {
-                self.storage_lost(&upload).await?;
+                let state = self.after_no_such_upload(upload.id).await?;
+                Self::require_active(&state.upload)?;
                 Err(ApiError::Expired(GONE_AT_PROVIDER_MESSAGE))
             }
             Err(e) => Err(e.into()),
         }
     }
-
 }

@@ -16,6 +16,7 @@ use uuid::Uuid;
 
 const VERSION: u8 = 1;
 const LABEL: &[u8] = b"upload-broker/resume-token/v1";
+const FINGERPRINT_LABEL: &[u8] = b"upload-broker/fingerprint/v1";
 const MAC_LEN: usize = 32;
 const RAW_LEN: usize = 1 + 16 + MAC_LEN;
 /// Length of an encoded token in characters.
@@ -46,6 +47,19 @@ impl TokenKey {
         raw.extend_from_slice(id.as_bytes());
         raw.extend_from_slice(&tag[..MAC_LEN]);
         ResumeToken(URL_SAFE_NO_PAD.encode(raw))
+    }
+
+    /// The keyed hash a fingerprint is stored (and looked up) as: HMAC-SHA256
+    /// with this key, over the tenant and the fingerprint, hex. A copy of the
+    /// database cannot turn a known fingerprint into its upload's token.
+    pub fn fingerprint_mac(&self, tenant: &str, fingerprint: &str) -> String {
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC takes any key length");
+        mac.update(FINGERPRINT_LABEL);
+        mac.update(&(tenant.len() as u64).to_be_bytes());
+        mac.update(tenant.as_bytes());
+        mac.update(fingerprint.as_bytes());
+        let tag = mac.finalize().into_bytes();
+        tag.iter().map(|b| format!("{b:02x}")).collect()
     }
 
     /// The upload id a token stands for, if the token is genuine.
@@ -93,6 +107,26 @@ mod tests {
 
     fn key(b: u8) -> TokenKey {
         TokenKey::new(&[b; 32]).unwrap()
+    }
+
+    #[test]
+    fn fingerprint_macs_depend_on_key_and_tenant_and_hide_the_fingerprint() {
+        let fp = "movie.mp4:123:1700000000:abcdef";
+        let a = key(7).fingerprint_mac("tenant-a", fp);
+        assert_eq!(a, key(7).fingerprint_mac("tenant-a", fp), "deterministic");
+        assert_eq!(a.len(), 64);
+        assert_ne!(a, key(8).fingerprint_mac("tenant-a", fp), "keyed");
+        assert_ne!(a, key(7).fingerprint_mac("tenant-b", fp), "per tenant");
+        assert_ne!(
+            a,
+            key(7).fingerprint_mac("tenant-a", "movie.mp4:124:1700000000:abcdef")
+        );
+        // Tenant and fingerprint cannot be shifted into each other.
+        assert_ne!(
+            key(7).fingerprint_mac("ab", "c"),
+            key(7).fingerprint_mac("a", "bc")
+        );
+        assert!(!a.contains("movie"));
     }
 
     #[test]

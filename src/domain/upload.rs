@@ -7,14 +7,18 @@ use std::collections::BTreeMap;
 /// The life of an upload.
 ///
 /// `active → completing → completed`, `completing → active` when the provider
-/// refuses, `active → aborted`, `active → expiring → expired` (the sweep: past
-/// `expiresAt`), and `active → expired` (the provider no longer has it).
+/// refuses, `active → aborting → aborted`, `active → expiring → expired` (the
+/// sweep: past `expiresAt`), and `active → expired` (the provider no longer has
+/// it). `completing`, `aborting` and `expiring` are claims: held by one claimant
+/// (a fresh claim id, with a lease) until it records the outcome.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum UploadStatus {
     Active,
     Completing,
     Completed,
+    /// Claimed by a client's abort that is aborting it at the provider.
+    Aborting,
     Aborted,
     /// Claimed by a sweep that is aborting it at the provider.
     Expiring,
@@ -27,9 +31,21 @@ impl UploadStatus {
             Self::Active => "active",
             Self::Completing => "completing",
             Self::Completed => "completed",
+            Self::Aborting => "aborting",
             Self::Aborted => "aborted",
             Self::Expiring => "expiring",
             Self::Expired => "expired",
+        }
+    }
+
+    /// The status clients see: the contract's five. An abort in progress is
+    /// already decided (no route can make the upload active again), so it shows
+    /// as `aborted`; an expiry in progress as `expired`.
+    pub fn api_name(self) -> &'static str {
+        match self {
+            Self::Aborting => "aborted",
+            Self::Expiring => "expired",
+            other => other.as_str(),
         }
     }
 
@@ -38,6 +54,7 @@ impl UploadStatus {
             "active" => Self::Active,
             "completing" => Self::Completing,
             "completed" => Self::Completed,
+            "aborting" => Self::Aborting,
             "aborted" => Self::Aborted,
             "expiring" => Self::Expiring,
             "expired" => Self::Expired,
@@ -202,6 +219,7 @@ mod tests {
             UploadStatus::Active,
             UploadStatus::Completing,
             UploadStatus::Completed,
+            UploadStatus::Aborting,
             UploadStatus::Aborted,
             UploadStatus::Expiring,
             UploadStatus::Expired,
@@ -233,7 +251,10 @@ pub struct Upload {
     /// (Companion-compatible routes) until it completes.
     pub plan: Option<PartPlan>,
     pub metadata: BTreeMap<String, String>,
-    pub fingerprint: Option<String>,
+    /// The keyed hash of the fingerprint given at create (never the fingerprint).
+    pub fingerprint_mac: Option<String>,
+    /// Which API created it: Companion routes act only on their own uploads.
+    pub origin: Origin,
     /// Part checksums bound into part URLs, if the client chose an algorithm.
     pub checksum_algorithm: Option<super::checksum::ChecksumAlgorithm>,
     /// The finished object's ETag (completed uploads).
@@ -247,6 +268,34 @@ pub struct Upload {
     pub created_at: chrono::DateTime<chrono::Utc>,
     pub expires_at: chrono::DateTime<chrono::Utc>,
     pub lease_until: Option<chrono::DateTime<chrono::Utc>>,
+    /// The current claimant of a `completing`, `aborting` or `expiring` upload.
+    pub claim: Option<uuid::Uuid>,
+}
+
+/// Which API created an upload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// The native API (resume tokens, a declared size).
+    Native,
+    /// The Companion-compatible routes (provider upload id and key, no size).
+    Companion,
+}
+
+impl Origin {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Native => "native",
+            Self::Companion => "companion",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "native" => Some(Self::Native),
+            "companion" => Some(Self::Companion),
+            _ => None,
+        }
+    }
 }
 
 impl Upload {
@@ -255,7 +304,9 @@ impl Upload {
     pub fn is_expired(&self, now: chrono::DateTime<chrono::Utc>) -> bool {
         match self.status {
             UploadStatus::Expiring | UploadStatus::Expired => true,
-            UploadStatus::Active | UploadStatus::Aborted => now >= self.expires_at,
+            UploadStatus::Active | UploadStatus::Aborting | UploadStatus::Aborted => {
+                now >= self.expires_at
+            }
             UploadStatus::Completing | UploadStatus::Completed => false,
         }
     }

@@ -7,6 +7,7 @@ pub mod extract;
 pub mod health;
 pub mod metrics_route;
 pub mod openapi;
+pub mod serve;
 pub mod uploads;
 
 use crate::broker::Broker;
@@ -30,6 +31,8 @@ use tracing::Span;
 pub struct AppState {
     pub broker: Broker,
     pub credentials: Arc<Credentials>,
+    /// The bearer token `/metrics` asks for, if one is configured.
+    pub metrics_token: Option<Arc<crate::config::Secret<String>>>,
 }
 
 impl HasCredentials for AppState {
@@ -63,12 +66,7 @@ async fn record_metrics(req: Request, next: axum::middleware::Next) -> Response 
     let method = req.method().clone();
     let start = std::time::Instant::now();
     let res = next.run(req).await;
-    crate::metrics::http_request(
-        method.as_str(),
-        &route,
-        res.status().as_u16(),
-        start.elapsed(),
-    );
+    crate::metrics::http_request(&method, &route, res.status().as_u16(), start.elapsed());
     res
 }
 

@@ -197,7 +197,7 @@ impl UploadResource {
         Self {
             id: u.id.to_string(),
             resume_token: state.broker.token_for(u).expose().to_string(),
-            status: u.status.as_str(),
+            status: u.status.api_name(),
             bucket: u.bucket.clone(),
             key: u.key.as_str().to_string(),
             upload_id: u.provider_upload_id.clone(),
@@ -209,7 +209,8 @@ impl UploadResource {
             part_size: u.plan.map(|p| p.part_size()).unwrap_or_default(),
             part_count: u.plan.map(|p| p.part_count()).unwrap_or_default(),
             metadata: u.metadata.clone(),
-            fingerprint: u.fingerprint.clone(),
+            // Only a keyed hash of it is stored: shown where the request gave it.
+            fingerprint: None,
             created_at: rfc3339(&u.created_at),
             expires_at: rfc3339(&u.expires_at),
             checksum_algorithm: u.checksum_algorithm.map(|a| a.as_str()),
@@ -218,6 +219,12 @@ impl UploadResource {
             checksum: u.checksum.clone(),
             object_size: u.object_size,
         }
+    }
+
+    /// The fingerprint, where the request named it (create, lookup).
+    pub fn with_fingerprint(mut self, fingerprint: Option<String>) -> Self {
+        self.fingerprint = fingerprint;
+        self
     }
 }
 
@@ -354,11 +361,12 @@ async fn create(
     ApiJson(body): ApiJson<CreateBody>,
 ) -> Result<(StatusCode, Json<CreateResponse>), ApiError> {
     let req = body.parse()?;
+    let fingerprint = req.fingerprint.as_ref().map(|f| f.as_str().to_string());
     let (upload, parts) = state.broker.create(&tenant, req).await?;
     Ok((
         StatusCode::CREATED,
         Json(CreateResponse {
-            upload: UploadResource::new(&state, &upload),
+            upload: UploadResource::new(&state, &upload).with_fingerprint(fingerprint),
             parts: parts.into_iter().map(Into::into).collect(),
         }),
     ))
@@ -534,7 +542,8 @@ async fn find_by_fingerprint(
         uploads: found
             .iter()
             .map(|s| FoundUpload {
-                upload: UploadResource::new(&state, &s.upload),
+                upload: UploadResource::new(&state, &s.upload)
+                    .with_fingerprint(Some(fingerprint.as_str().to_string())),
                 uploaded_parts: s.uploaded.iter().map(Into::into).collect(),
                 missing_parts: s.missing.iter().map(|n| n.get()).collect(),
                 progress: s.progress,

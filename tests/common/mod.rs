@@ -48,6 +48,12 @@ pub struct Options {
     pub max_concurrent_requests: usize,
     /// Serve /metrics on a port of its own.
     pub metrics_listen: bool,
+    pub completion_lease: Duration,
+    pub storage_timeout: Duration,
+    pub max_background_tasks: usize,
+    pub header_read_timeout: Duration,
+    pub max_connections: usize,
+    pub metrics_token: Option<String>,
 }
 
 impl Default for Options {
@@ -66,6 +72,12 @@ impl Default for Options {
             request_timeout: Duration::from_secs(60),
             max_concurrent_requests: 1024,
             metrics_listen: false,
+            completion_lease: Duration::from_secs(300),
+            storage_timeout: Duration::from_secs(30),
+            max_background_tasks: 1024,
+            header_read_timeout: Duration::from_secs(10),
+            max_connections: 4096,
+            metrics_token: None,
         }
     }
 }
@@ -95,6 +107,8 @@ pub fn test_config(opts: &Options) -> Config {
             provider: Provider::S3,
             key_prefix: prefix.clone(),
             list_parts_page_size: opts.list_parts_page_size,
+            operation_timeout: opts.storage_timeout,
+            complete_timeout: opts.completion_lease * 4 / 5,
         },
         listen: "127.0.0.1:0".parse().unwrap(),
         metrics_listen: opts.metrics_listen.then(|| "127.0.0.1:0".parse().unwrap()),
@@ -114,6 +128,11 @@ pub fn test_config(opts: &Options) -> Config {
         request_timeout: opts.request_timeout,
         max_concurrent_requests: opts.max_concurrent_requests,
         shutdown_timeout: Duration::from_secs(5),
+        completion_lease: opts.completion_lease,
+        max_background_tasks: opts.max_background_tasks,
+        header_read_timeout: opts.header_read_timeout,
+        max_connections: opts.max_connections,
+        metrics_token: opts.metrics_token.clone().map(Secret::new),
         migrate: false,
         sweep_interval: opts.sweep_interval,
         sweep: upload_broker::sweep::SweepSettings {
@@ -329,7 +348,11 @@ impl TestApp {
         assert_eq!(part["method"], "PUT");
         let mut r = self.http.put(part["url"].as_str().unwrap()).body(bytes);
         for (k, v) in part["headers"].as_object().unwrap() {
-            r = r.header(k, v.as_str().unwrap());
+            // The body sets Content-Length (as a browser's does: it may not set
+            // the header itself); the URL signs the length the part must have.
+            if k != "content-length" {
+                r = r.header(k, v.as_str().unwrap());
+            }
         }
         r.send().await.unwrap()
     }
@@ -374,6 +397,23 @@ impl TestApp {
             .send()
             .await
             .unwrap();
+    }
+
+    /// Stores a part at the provider directly, behind the broker's back (a
+    /// client with storage credentials of its own, or another tool).
+    pub async fn upload_part_at_provider(&self, created: &Value, n: i32, bytes: &[u8]) -> String {
+        self.s3
+            .upload_part()
+            .bucket(&self.bucket)
+            .key(created["key"].as_str().unwrap())
+            .upload_id(created["uploadId"].as_str().unwrap())
+            .part_number(n)
+            .body(bytes.to_vec().into())
+            .send()
+            .await
+            .unwrap()
+            .e_tag
+            .unwrap()
     }
 
     /// The provider's in-progress multipart uploads under this test's prefix.

@@ -1,0 +1,157 @@
+//! The one writer of each status change. Every path that records an upload
+//! `completed`, `aborted` or `expired` (the routes, the recovery of a completion
+//! that got through before a crash, the sweep) goes through these functions:
+//! a fenced conditional UPDATE, the metric, the log line. `Ok(None)` means the
+//! fence no longer matched: someone else holds or settled the upload.
+
+use crate::db::{self, DbError, Fence, FinishedObject};
+use crate::domain::part_plan::PartPlan;
+use crate::domain::upload::{StoredPart, Upload};
+use crate::storage::{Storage, StorageError};
+use chrono::Utc;
+use sqlx::PgPool;
+
+/// How a completion came to be recorded (for the log).
+#[derive(Debug, Clone, Copy)]
+pub enum CompletedBy {
+    /// A `complete` call's own CompleteMultipartUpload.
+    Complete,
+    /// An earlier CompleteMultipartUpload that got through before its record
+    /// was written (a crash, a lost lease), found by HeadObject.
+    Recovery,
+    /// The sweep found the object of an upload it was about to expire.
+    Sweep,
+}
+
+/// `→ completed`.
+pub async fn completed(
+    db: &PgPool,
+    upload: &Upload,
+    fence: Fence,
+    object: &FinishedObject,
+    parts: &[StoredPart],
+    learned: Option<PartPlan>,
+    by: CompletedBy,
+) -> Result<Option<Upload>, DbError> {
+    let done =
+        db::record_completed(db, upload.id, fence, object, parts, Utc::now(), learned).await?;
+    if let Some(d) = &done {
+        let bytes = d.object_size.or(d.plan.map(|p| p.size())).unwrap_or(0);
+        tracing::info!(upload_id = %d.id, ?by, parts = parts.len(), bytes, "upload completed");
+        crate::metrics::upload_completed(bytes);
+    }
+    Ok(done)
+}
+
+/// `aborting → aborted`, once the provider no longer has the upload.
+pub async fn aborted(
+    db: &PgPool,
+    upload: &Upload,
+    fence: Fence,
+) -> Result<Option<Upload>, DbError> {
+    let done = db::record_aborted(db, upload.id, fence).await?;
+    if done.is_some() {
+        tracing::info!(upload_id = %upload.id, "upload aborted");
+        crate::metrics::upload_aborted();
+    }
+    Ok(done)
+}
+
+/// Why an upload expired (the metric's `reason`).
+#[derive(Debug, Clone, Copy)]
+pub enum ExpiredBy {
+    /// The sweep aborted it past its expiry.
+    Sweep,
+    /// The provider no longer had it (aborted behind the broker's back, R2's
+    /// 7-day rule, a lifecycle rule), or its object was unusable.
+    ProviderGone,
+}
+
+/// `→ expired`.
+pub async fn expired(
+    db: &PgPool,
+    upload: &Upload,
+    fence: Fence,
+    by: ExpiredBy,
+) -> Result<Option<Upload>, DbError> {
+    let done = db::record_expired(db, upload.id, fence).await?;
+    if done.is_some() {
+        let reason = match by {
+            ExpiredBy::Sweep => "sweep",
+            ExpiredBy::ProviderGone => "provider_gone",
+        };
+        tracing::info!(upload_id = %upload.id, reason, "upload expired");
+        crate::metrics::upload_expired(reason);
+    }
+    Ok(done)
+}
+
+/// What became of an upload the provider no longer has as a multipart upload.
+#[derive(Debug)]
+pub enum Settled {
+    /// Its object is there with the planned size: a completion got through.
+    Completed(Box<Upload>),
+    /// There is no usable object: the upload is gone, recorded `expired`.
+    Expired,
+    /// The fence no longer matched: someone else moved the upload first.
+    Moved,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SettleError {
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+/// The one reaction to NoSuchUpload, wherever it is met (ListParts, Complete,
+/// Abort in the sweep): look for the object. With the planned size, an earlier
+/// completion got through: record it. Without it (or with another size, which
+/// is deleted, so that the bucket holds no object that no completed record
+/// accounts for), the upload is gone: record it expired.
+pub async fn settle_gone(
+    db: &PgPool,
+    storage: &Storage,
+    upload: &Upload,
+    fence: Fence,
+    by: CompletedBy,
+) -> Result<Settled, SettleError> {
+    let found = storage.head_object(&upload.key).await?;
+    match found {
+        Some(obj) if upload.plan.is_none_or(|p| obj.size == p.size()) => {
+            tracing::warn!(upload_id = %upload.id, "the provider upload was already completed; recording it");
+            let object = FinishedObject {
+                etag: obj.etag,
+                checksum: None,
+                size: Some(obj.size),
+            };
+            Ok(completed(db, upload, fence, &object, &[], None, by)
+                .await?
+                .map_or(Settled::Moved, |u| Settled::Completed(Box::new(u))))
+        }
+        Some(obj) => {
+            tracing::error!(upload_id = %upload.id, size = obj.size, expected = ?upload.plan.map(|p| p.size()),
+                "the upload's object has the wrong size; deleting it and expiring the upload");
+            storage.delete_object(&upload.key).await?;
+            Ok(expired(db, upload, fence, ExpiredBy::ProviderGone)
+                .await?
+                .map_or(Settled::Moved, |_| Settled::Expired))
+        }
+        None => {
+            tracing::warn!(upload_id = %upload.id, "the storage provider no longer has this upload; marking it expired");
+            Ok(expired(db, upload, fence, ExpiredBy::ProviderGone)
+                .await?
+                .map_or(Settled::Moved, |_| Settled::Expired))
+        }
+    }
+}
+
+impl From<SettleError> for crate::error::ApiError {
+    fn from(e: SettleError) -> Self {
+        match e {
+            SettleError::Db(e) => e.into(),
+            SettleError::Storage(e) => e.into(),
+        }
+    }
+}
