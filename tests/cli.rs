@@ -113,6 +113,23 @@ fn bad_configuration_is_one_line_naming_the_variable_and_exit_2() {
             ],
             "S3_ENDPOINT",
         ),
+        (
+            vec![
+                ("DATABASE_URL", db),
+                ("S3_BUCKET", "b"),
+                ("STORAGE_TIMEOUT", "60s"),
+                ("COMPLETION_LEASE", "90s"),
+            ],
+            "COMPLETION_LEASE",
+        ),
+        (
+            vec![
+                ("DATABASE_URL", db),
+                ("S3_BUCKET", "b"),
+                ("METRICS_TOKEN", "short"),
+            ],
+            "METRICS_TOKEN",
+        ),
     ];
     for (env, variable) in cases {
         let mut c = broker();
@@ -123,6 +140,38 @@ fn bad_configuration_is_one_line_naming_the_variable_and_exit_2() {
         assert_eq!(lines.len(), 1, "one line for {variable}: {err}");
         assert!(lines[0].contains(variable), "{variable} named in: {err}");
     }
+}
+
+#[tokio::test]
+async fn text_logs_carry_no_colour_codes_off_a_terminal() {
+    let db = fresh_database().await;
+    // stderr is a pipe and there is no TERM: plain text, as in a log file.
+    let (code, _, err) = run(broker()
+        .arg("migrate")
+        .env("DATABASE_URL", &db)
+        .env_remove("TERM")
+        .env_remove("NO_COLOR")
+        .env_remove("LOG_FORMAT"));
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("migrations applied"),
+        "a log line was written: {err}"
+    );
+    assert!(!err.contains('\u{1b}'), "no ANSI escape codes: {err:?}");
+    drop_database(&db).await;
+}
+
+async fn drop_database(db: &str) {
+    let name = reqwest::Url::parse(db)
+        .unwrap()
+        .path()
+        .trim_start_matches('/')
+        .to_string();
+    let admin = sqlx::PgPool::connect(&test_database_url()).await.unwrap();
+    sqlx::query(&format!("drop database if exists {name} with (force)"))
+        .execute(&admin)
+        .await
+        .unwrap();
 }
 
 #[test]
@@ -146,6 +195,12 @@ fn help_documents_every_option_and_its_variable() {
         "PART_URL_TTL",
         "BROKER_TOKEN_SECRET",
         "BROKER_SIGN_WINDOW",
+        "STORAGE_TIMEOUT",
+        "COMPLETION_LEASE",
+        "BROKER_MAX_BACKGROUND_TASKS",
+        "BROKER_HEADER_TIMEOUT",
+        "BROKER_MAX_CONNECTIONS",
+        "METRICS_TOKEN",
     ] {
         assert!(out.contains(&format!("env: {var}")), "--help names {var}");
     }

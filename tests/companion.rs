@@ -416,3 +416,90 @@ async fn small_files_go_up_in_one_presigned_post(pool: PgPool) {
     assert_eq!(ct, "text/plain");
     assert_eq!(meta["name"], "=?UTF-8?B?bm90ZXMgw6l0w6kudHh0?=");
 }
+
+#[sqlx::test]
+async fn native_uploads_do_not_answer_to_the_companion_routes(pool: PgPool) {
+    // (uploadId, key) is visible in every part URL of a native upload: it must
+    // not let anyone abort, list, sign or complete it through these routes.
+    let app = TestApp::spawn(pool).await;
+    let c = app
+        .create_ok(json!({"filename": "n.bin", "size": 10}))
+        .await;
+    app.put_part(&c["parts"][0], &data(10, 70)).await;
+    let (id, key) = (
+        c["uploadId"].as_str().unwrap().to_string(),
+        c["key"].as_str().unwrap().to_string(),
+    );
+    let q = format!("?key={}", enc(&key));
+    for (method, path, body) in [
+        (
+            Method::DELETE,
+            format!("/s3/multipart/{}{q}", enc(&id)),
+            None,
+        ),
+        (Method::GET, format!("/s3/multipart/{}{q}", enc(&id)), None),
+        (
+            Method::GET,
+            format!("/s3/multipart/{}/1{q}", enc(&id)),
+            None,
+        ),
+        (
+            Method::POST,
+            format!("/s3/multipart/{}/complete{q}", enc(&id)),
+            Some(json!({"parts": [{"PartNumber": 1, "ETag": "x"}]})),
+        ),
+    ] {
+        let (s, v) = app.call(method.clone(), &path, body).await;
+        assert_eq!((s, error_code(&v)), (404, "NOT_FOUND"), "{method} {path}");
+    }
+    let (s, v) = app.get_status(&token(&c)).await;
+    assert_eq!(
+        (s, v["status"].as_str()),
+        (200, Some("active")),
+        "untouched"
+    );
+    assert_eq!(app.in_progress_uploads().await, vec![id]);
+}
+
+#[sqlx::test]
+async fn a_companion_upload_over_the_maximum_is_refused_and_stays_abortable(pool: PgPool) {
+    // Companion uploads declare no size: the limit is applied to the parts at
+    // completion, before the provider call.
+    let app = TestApp::spawn_with(
+        pool,
+        Options {
+            max_upload_size: 12 * MIB as u64,
+            ..Default::default()
+        },
+    )
+    .await;
+    let (id, key) = create(&app, "big.bin").await;
+    let mut parts = Vec::new();
+    for n in 1..=3u32 {
+        let (s, v) = sign(&app, &id, &key, n).await;
+        assert_eq!(s, 200, "{v}");
+        let etag = put(&app, v["url"].as_str().unwrap(), &data(PART, n as u64)).await;
+        parts.push(json!({"PartNumber": n, "ETag": etag}));
+    }
+    let path = format!("/s3/multipart/{}/complete?key={}", enc(&id), enc(&key));
+    let (s, v) = app
+        .call(Method::POST, &path, Some(json!({"parts": parts})))
+        .await;
+    assert_eq!((s, error_code(&v)), (413, "TOO_LARGE"), "{v}");
+    let head = app
+        .s3
+        .head_object()
+        .bucket(&app.bucket)
+        .key(&key)
+        .send()
+        .await;
+    assert!(head.is_err(), "no object was made");
+    // Still active: the client (or the sweep) can abort it.
+    let path = format!("/s3/multipart/{}?key={}", enc(&id), enc(&key));
+    let (s, v) = app.call(Method::DELETE, &path, None).await;
+    assert!(s == 200 || s == 204, "{s} {v}");
+    assert!(
+        app.in_progress_uploads().await.is_empty(),
+        "nothing left at the provider"
+    );
+}

@@ -20,6 +20,25 @@ async fn the_document_describes_exactly_the_served_routes(pool: PgPool) {
         .await
         .unwrap();
     assert_eq!(doc["openapi"], "3.1.0");
+    // Bodies the broker takes optionally are documented as optional.
+    for path in [
+        "/v1/uploads/{token}/complete",
+        "/v1/uploads/{token}/resume",
+        "/v1/uploads/{token}/download",
+    ] {
+        let body = &doc["paths"][path]["post"]["requestBody"];
+        assert!(body.is_object(), "{path} documents its body");
+        assert_ne!(
+            body["required"],
+            json!(true),
+            "{path}: the body is optional"
+        );
+    }
+    assert_eq!(
+        doc["paths"]["/v1/uploads"]["post"]["requestBody"]["required"],
+        json!(true),
+        "create's body is required"
+    );
     assert_eq!(
         doc["components"]["securitySchemes"]["bearer"]["scheme"],
         "bearer"

@@ -421,7 +421,7 @@ async fn sign(
 
 #[utoipa::path(post, path = "/v1/uploads/{token}/resume", params(("token" = String, Path, description = "The upload's resume token")), security(("bearer" = [])), tag = "uploads",
     summary = "Resume: reconcile with the provider and sign the first missing parts",
-    request_body(content = ResumeBody, description = "Optional: what the client believes it uploaded"),
+    request_body(content = Option<ResumeBody>, description = "Optional: what the client believes it uploaded"),
     responses((status = 200, description = "Uploaded and missing parts, URLs for the first missing ones", body = ResumeResponse),
         (status = 400, description = "INVALID_REQUEST: malformed JSON or an invalid field", body = ErrorBody), (status = 413, description = "BODY_TOO_LARGE: the request body is over the limit", body = ErrorBody), (status = 415, description = "UNSUPPORTED_MEDIA_TYPE: the body is not application/json", body = ErrorBody), (status = 404, description = "NOT_FOUND: unknown resume token, or another tenant's", body = ErrorBody), (status = 410, description = "UPLOAD_EXPIRED: past expiresAt, or the provider no longer has the upload", body = ErrorBody), (status = 409, description = "UPLOAD_NOT_ACTIVE: the upload is completed or aborted", body = ErrorBody), (status = 401, description = "UNAUTHORIZED: no or unknown credential", body = ErrorBody), (status = 503, description = "UNAVAILABLE: the database is unreachable, or too many requests in flight", body = ErrorBody), (status = 408, description = "REQUEST_TIMEOUT: the request took too long", body = ErrorBody), (status = 502, description = "STORAGE_ERROR: the storage provider failed or refused", body = ErrorBody)))]
 async fn resume(
@@ -474,7 +474,7 @@ async fn status(
 
 #[utoipa::path(post, path = "/v1/uploads/{token}/complete", params(("token" = String, Path, description = "The upload's resume token")), security(("bearer" = [])), tag = "uploads",
     summary = "Complete the upload (idempotent, exactly once)",
-    request_body(content = CompleteBody, description = "Optional: parts whose ETags (and checksums) must match storage"),
+    request_body(content = Option<CompleteBody>, description = "Optional: parts whose ETags (and checksums) must match storage"),
     responses((status = 200, description = "The completed upload with the object's etag", body = UploadResource),
         (status = 400, description = "INVALID_REQUEST: malformed JSON or an invalid field", body = ErrorBody), (status = 413, description = "BODY_TOO_LARGE: the request body is over the limit", body = ErrorBody), (status = 415, description = "UNSUPPORTED_MEDIA_TYPE: the body is not application/json", body = ErrorBody), (status = 404, description = "NOT_FOUND: unknown resume token, or another tenant's", body = ErrorBody), (status = 410, description = "UPLOAD_EXPIRED: past expiresAt, or the provider no longer has the upload", body = ErrorBody), (status = 409, description = "UPLOAD_NOT_ACTIVE (aborted), PARTS_MISSING (missingParts lists them) or PART_MISMATCH", body = ErrorBody), (status = 401, description = "UNAUTHORIZED: no or unknown credential", body = ErrorBody), (status = 503, description = "UNAVAILABLE: the database is unreachable, or too many requests in flight", body = ErrorBody), (status = 408, description = "REQUEST_TIMEOUT: the request took too long", body = ErrorBody), (status = 502, description = "STORAGE_ERROR: the storage provider failed or refused", body = ErrorBody)))]
 async fn complete(
@@ -554,7 +554,7 @@ async fn find_by_fingerprint(
 
 #[utoipa::path(post, path = "/v1/uploads/{token}/download", params(("token" = String, Path, description = "The upload's resume token")), security(("bearer" = [])), tag = "uploads",
     summary = "A short-lived presigned GET of a completed upload",
-    request_body(content = DownloadBody, description = "Optional"),
+    request_body(content = Option<DownloadBody>, description = "Optional"),
     responses((status = 200, description = "A presigned GET URL; Range and If-Match work on it", body = DownloadResponse),
         (status = 400, description = "INVALID_REQUEST: malformed JSON or an invalid field", body = ErrorBody), (status = 413, description = "BODY_TOO_LARGE: the request body is over the limit", body = ErrorBody), (status = 415, description = "UNSUPPORTED_MEDIA_TYPE: the body is not application/json", body = ErrorBody), (status = 404, description = "NOT_FOUND: unknown resume token, or another tenant's", body = ErrorBody), (status = 410, description = "UPLOAD_EXPIRED: past expiresAt, or the provider no longer has the upload", body = ErrorBody), (status = 409, description = "UPLOAD_NOT_ACTIVE: the upload is not completed", body = ErrorBody), (status = 401, description = "UNAUTHORIZED: no or unknown credential", body = ErrorBody), (status = 503, description = "UNAVAILABLE: the database is unreachable, or too many requests in flight", body = ErrorBody), (status = 408, description = "REQUEST_TIMEOUT: the request took too long", body = ErrorBody), (status = 502, description = "STORAGE_ERROR: the storage provider failed or refused", body = ErrorBody)))]
 async fn download(

@@ -4,6 +4,8 @@
 //! with instructions; nothing is skipped.
 #![allow(dead_code)]
 
+pub mod proxy;
+
 use aws_sdk_s3::Client as S3;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -430,6 +432,53 @@ impl TestApp {
             .iter()
             .filter_map(|u| u.upload_id().map(str::to_string))
             .collect()
+    }
+}
+
+/// A bucket of its own with versioning on: each CompleteMultipartUpload that
+/// reaches storage adds a version, so versions count provider completions.
+pub async fn versioned_bucket() -> String {
+    let s3 = s3_client().await;
+    let bucket = format!(
+        "ub-versioned-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    );
+    s3.create_bucket().bucket(&bucket).send().await.unwrap();
+    s3.put_bucket_versioning()
+        .bucket(&bucket)
+        .versioning_configuration(
+            aws_sdk_s3::types::VersioningConfiguration::builder()
+                .status(aws_sdk_s3::types::BucketVersioningStatus::Enabled)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    bucket
+}
+
+impl TestApp {
+    /// How many versions of `key` storage holds (see [`versioned_bucket`]).
+    pub async fn versions(&self, key: &str) -> usize {
+        self.s3
+            .list_object_versions()
+            .bucket(&self.bucket)
+            .prefix(key)
+            .send()
+            .await
+            .unwrap()
+            .versions()
+            .len()
+    }
+
+    /// The upload's row status, as the database holds it (not as clients see it).
+    pub async fn row_status(&self, created: &Value) -> String {
+        let id: uuid::Uuid = created["id"].as_str().unwrap().parse().unwrap();
+        sqlx::query_scalar("select status from uploads where id = $1")
+            .bind(id)
+            .fetch_one(&self.pool)
+            .await
+            .unwrap()
     }
 }
 
