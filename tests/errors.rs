@@ -192,6 +192,14 @@ async fn invalid_create_requests(pool: PgPool) {
         assert!(v["error"]["message"]
             .as_str()
             .is_some_and(|m| !m.is_empty()));
+        if code == "TOO_LARGE" {
+            // Every size refusal names the limit, even for sizes beyond 64 bits.
+            let limit = (100 * MIB).to_string();
+            assert!(
+                v["error"]["message"].as_str().unwrap().contains(&limit),
+                "{body}: {v}"
+            );
+        }
     }
     // Nothing was created at the provider by any of them.
     assert!(app.in_progress_uploads().await.is_empty());

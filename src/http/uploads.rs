@@ -52,7 +52,8 @@ struct CreateBody {
 }
 
 impl CreateBody {
-    fn parse(self) -> Result<NewUpload, ApiError> {
+    /// `max`: the largest size accepted (named in the error for sizes beyond 64 bits).
+    fn parse(self, max: u64) -> Result<NewUpload, ApiError> {
         let size = match self.size.as_u64() {
             Some(n) => n,
             // A whole number too large for 64 bits is still a size: too large.
@@ -62,7 +63,7 @@ impl CreateBody {
                 .is_some_and(|f| f >= 1.8e19 && f.fract() == 0.0) =>
             {
                 return Err(ApiError::TooLarge(format!(
-                    "size {} is over the maximum",
+                    "size {} is over the maximum upload size of {max} bytes",
                     self.size
                 )))
             }
@@ -360,7 +361,7 @@ async fn create(
     Tenant(tenant): Tenant,
     ApiJson(body): ApiJson<CreateBody>,
 ) -> Result<(StatusCode, Json<CreateResponse>), ApiError> {
-    let req = body.parse()?;
+    let req = body.parse(state.broker.settings().plan_limits.max_upload_size)?;
     let fingerprint = req.fingerprint.as_ref().map(|f| f.as_str().to_string());
     let (upload, parts) = state.broker.create(&tenant, req).await?;
     Ok((
