@@ -26,7 +26,18 @@ export UPLOAD_BROKER_TEST_LOG_DIR="$ROOT/target/test-logs"
 rm -rf "$UPLOAD_BROKER_TEST_LOG_DIR"
 
 log "Running cargo test (Postgres: $DATABASE_URL, S3: $S3_ENDPOINT)"
+case " $* " in
+  *" upload-broker-client "*|*" -p=upload-broker-client "*)
+    # The client's tests run the broker binary, which only the broker's own tests build.
+    cargo build --locked --bin upload-broker ;;
+esac
 cargo test --locked "$@"
+
+if [ "$#" -eq 0 ]; then
+  log "Rust client and upb (client/): uploads, kill -9 and resume, storage faults, downloads, against the broker binary, Postgres and LocalStack"
+  cargo build --locked --bin upload-broker
+  cargo test --locked -p upload-broker-client
+fi
 
 if [ "$#" -eq 0 ] || [ "${E2E:-}" = 1 ]; then
   log "Browser tests: real Uppy packages in headless Chromium"
