@@ -70,6 +70,7 @@ fn main() {
                 let u = Upload {
                     id,
                     tenant: "bench".into(),
+                    subject: None,
                     status: UploadStatus::Active,
                     bucket: storage.bucket().to_string(),
                     key,

@@ -324,6 +324,56 @@ pub struct ServeArgs {
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub max_connections: u32,
 
+    /// Key the broker signs its upload grants with (at least 32 bytes; the same on
+    /// every instance). Default: derived from the token secret.
+    #[arg(
+        long,
+        env = "BROKER_GRANT_KEY",
+        value_name = "BROKER_GRANT_KEY",
+        hide_env_values = true
+    )]
+    pub grant_key: Option<String>,
+
+    /// Most `active` uploads a tenant may have at once.
+    #[arg(
+        long,
+        env = "TENANT_MAX_ACTIVE_UPLOADS",
+        value_name = "TENANT_MAX_ACTIVE_UPLOADS",
+        default_value_t = 100_000
+    )]
+    pub tenant_max_active_uploads: u64,
+
+    /// Most bytes (sum of `size`) a tenant may have in `active` uploads (none by default).
+    #[arg(long, env = "TENANT_MAX_ACTIVE_BYTES", value_name = "TENANT_MAX_ACTIVE_BYTES", value_parser = parse_size)]
+    pub tenant_max_active_bytes: Option<u64>,
+
+    /// Most `active` uploads one grant subject may have at once.
+    #[arg(
+        long,
+        env = "SUBJECT_MAX_ACTIVE_UPLOADS",
+        value_name = "SUBJECT_MAX_ACTIVE_UPLOADS",
+        default_value_t = 100
+    )]
+    pub subject_max_active_uploads: u64,
+
+    /// Requests per second per grant subject, burst twice that (0: off); per instance.
+    #[arg(
+        long,
+        env = "RATE_LIMIT",
+        value_name = "RATE_LIMIT",
+        default_value_t = 50
+    )]
+    pub rate_limit: u32,
+
+    /// Requests per second per API key, burst twice that (0: off); per instance.
+    #[arg(
+        long,
+        env = "API_KEY_RATE_LIMIT",
+        value_name = "API_KEY_RATE_LIMIT",
+        default_value_t = 0
+    )]
+    pub api_key_rate_limit: u32,
+
     /// If set, /metrics answers only requests with `Authorization: Bearer <METRICS_TOKEN>`.
     #[arg(
         long,
@@ -400,6 +450,13 @@ pub struct Config {
     pub max_connections: usize,
     /// Bearer token `/metrics` asks for, if set.
     pub metrics_token: Option<Secret<String>>,
+    /// Key of the broker's own grants; `None`: derived from the token secret.
+    pub grant_key: Option<Secret<String>>,
+    pub quotas: crate::db::Quotas,
+    /// Requests per second per grant subject (0: off).
+    pub rate_limit: u32,
+    /// Requests per second per API key (0: off).
+    pub api_key_rate_limit: u32,
     pub migrate: bool,
     /// Zero: no periodic sweep.
     pub sweep_interval: Duration,
@@ -565,6 +622,14 @@ impl ServeArgs {
                 .metrics_token
                 .clone()
                 .map(|t| Secret::new(t.trim().to_string())),
+            grant_key: self.grant_key.clone().map(Secret::new),
+            quotas: crate::db::Quotas {
+                tenant_max_active_uploads: self.tenant_max_active_uploads,
+                tenant_max_active_bytes: self.tenant_max_active_bytes,
+                subject_max_active_uploads: self.subject_max_active_uploads,
+            },
+            rate_limit: self.rate_limit,
+            api_key_rate_limit: self.api_key_rate_limit,
             migrate: !self.no_migrate,
             sweep_interval: self.sweep_interval,
             sweep: self.sweep.settings(&storage.key_prefix),

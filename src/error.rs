@@ -15,6 +15,19 @@ pub enum ApiError {
     InvalidRequest(String),
     #[error("a valid bearer credential is required")]
     Unauthorized,
+    /// A credential that was valid once but is no longer (an expired grant).
+    #[error("{0}")]
+    UnauthorizedBecause(&'static str),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{quota} quota exceeded: {current} of {limit}")]
+    QuotaExceeded {
+        quota: &'static str,
+        limit: u64,
+        current: u64,
+    },
+    #[error("too many requests; retry after {retry_after} s")]
+    RateLimited { retry_after: u64 },
     #[error("not found")]
     NotFound,
     #[error("no such route")]
@@ -57,6 +70,31 @@ pub enum ApiError {
     Internal(String),
 }
 
+/// The stable error codes: the one table, used by responses and by the
+/// OpenAPI document alike.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ErrorCode {
+    InvalidRequest,
+    Unauthorized,
+    Forbidden,
+    NotFound,
+    MethodNotAllowed,
+    UploadNotActive,
+    PartsMissing,
+    PartMismatch,
+    UploadExpired,
+    TooLarge,
+    BodyTooLarge,
+    UnsupportedMediaType,
+    RequestTimeout,
+    QuotaExceeded,
+    RateLimited,
+    StorageError,
+    Unavailable,
+    Internal,
+}
+
 pub const EXPIRED_MESSAGE: &str = "the upload has expired";
 pub const GONE_AT_PROVIDER_MESSAGE: &str =
     "the upload has expired: the storage provider no longer has it";
@@ -65,7 +103,9 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::InvalidRequest(_) => StatusCode::BAD_REQUEST,
-            Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::Unauthorized | Self::UnauthorizedBecause(_) => StatusCode::UNAUTHORIZED,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::QuotaExceeded { .. } | Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::NotFound | Self::NoRoute => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::NotActive(_) | Self::PartsMissing { .. } | Self::PartMismatch { .. } => {
@@ -81,23 +121,26 @@ impl ApiError {
         }
     }
 
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            Self::InvalidRequest(_) => "INVALID_REQUEST",
-            Self::Unauthorized => "UNAUTHORIZED",
-            Self::NotFound | Self::NoRoute => "NOT_FOUND",
-            Self::MethodNotAllowed => "METHOD_NOT_ALLOWED",
-            Self::NotActive(_) => "UPLOAD_NOT_ACTIVE",
-            Self::PartsMissing { .. } => "PARTS_MISSING",
-            Self::PartMismatch { .. } => "PART_MISMATCH",
-            Self::Expired(_) => "UPLOAD_EXPIRED",
-            Self::TooLarge(_) => "TOO_LARGE",
-            Self::BodyTooLarge(_) => "BODY_TOO_LARGE",
-            Self::UnsupportedMediaType(_) => "UNSUPPORTED_MEDIA_TYPE",
-            Self::Storage(_) | Self::BadObject(_) => "STORAGE_ERROR",
-            Self::Unavailable(_) | Self::Overloaded(_) => "UNAVAILABLE",
-            Self::Timeout => "REQUEST_TIMEOUT",
-            Self::Internal(_) => "INTERNAL",
+            Self::InvalidRequest(_) => ErrorCode::InvalidRequest,
+            Self::Unauthorized | Self::UnauthorizedBecause(_) => ErrorCode::Unauthorized,
+            Self::Forbidden(_) => ErrorCode::Forbidden,
+            Self::QuotaExceeded { .. } => ErrorCode::QuotaExceeded,
+            Self::RateLimited { .. } => ErrorCode::RateLimited,
+            Self::NotFound | Self::NoRoute => ErrorCode::NotFound,
+            Self::MethodNotAllowed => ErrorCode::MethodNotAllowed,
+            Self::NotActive(_) => ErrorCode::UploadNotActive,
+            Self::PartsMissing { .. } => ErrorCode::PartsMissing,
+            Self::PartMismatch { .. } => ErrorCode::PartMismatch,
+            Self::Expired(_) => ErrorCode::UploadExpired,
+            Self::TooLarge(_) => ErrorCode::TooLarge,
+            Self::BodyTooLarge(_) => ErrorCode::BodyTooLarge,
+            Self::UnsupportedMediaType(_) => ErrorCode::UnsupportedMediaType,
+            Self::Storage(_) | Self::BadObject(_) => ErrorCode::StorageError,
+            Self::Unavailable(_) | Self::Overloaded(_) => ErrorCode::Unavailable,
+            Self::Timeout => ErrorCode::RequestTimeout,
+            Self::Internal(_) => ErrorCode::Internal,
         }
     }
 
@@ -131,6 +174,15 @@ impl ApiError {
         match self {
             Self::NotActive(s) => {
                 e.insert("status".into(), json!(s.api_name()));
+            }
+            Self::QuotaExceeded {
+                quota,
+                limit,
+                current,
+            } => {
+                e.insert("quota".into(), json!(quota));
+                e.insert("limit".into(), json!(limit));
+                e.insert("current".into(), json!(current));
             }
             Self::PartsMissing {
                 missing,
@@ -166,6 +218,16 @@ impl From<DbError> for ApiError {
         match e {
             DbError::Unavailable(_) => Self::Unavailable(e),
             other => Self::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<crate::domain::access::Refusal> for ApiError {
+    fn from(e: crate::domain::access::Refusal) -> Self {
+        use crate::domain::access::Refusal;
+        match e {
+            Refusal::Forbidden(m) => Self::Forbidden(m),
+            Refusal::TooLarge { .. } => Self::TooLarge(e.to_string()),
         }
     }
 }

@@ -1,8 +1,11 @@
 //! upload-broker: resumable, direct-to-storage multipart uploads to S3 and R2.
 //!
 //! Layers: `domain` (pure logic), `storage` (the S3 adapter), `db` (SQL),
-//! `broker` (the upload operations), `http` (the API), `startup` and `config`.
+//! `auth` (credentials: API keys and grants), `broker` (the upload operations),
+//! `http` (the API), `startup` and `config`.
 
+pub mod admin;
+pub mod auth;
 pub mod broker;
 pub mod config;
 pub mod db;

@@ -28,6 +28,10 @@ enum Command {
     /// summary; exits 1 if anything failed (safe to re-run: it finishes what a
     /// crashed run left).
     Sweep(Box<SweepArgs>),
+    /// Manage API keys kept in Postgres (create, list, revoke).
+    Keys(upload_broker::admin::KeysArgs),
+    /// Manage issuers of tenant-signed grants (add, list, remove).
+    Issuers(upload_broker::admin::IssuersArgs),
     /// Print the OpenAPI 3.1 document of the API (as served at /openapi.json).
     Openapi,
     /// Exit 0 if the broker at BROKER_LISTEN answers /healthz (for container
@@ -88,6 +92,8 @@ fn main() -> ExitCode {
         Command::Migrate(args) => rt.block_on(migrate(args)),
         Command::Sweep(args) => rt.block_on(sweep(*args)),
         Command::Healthcheck { listen } => rt.block_on(healthcheck(listen)),
+        Command::Keys(args) => rt.block_on(upload_broker::admin::keys_command(args)),
+        Command::Issuers(args) => rt.block_on(upload_broker::admin::issuers_command(args)),
         Command::Openapi => {
             let doc = upload_broker::http::openapi::document();
             println!("{}", doc.to_pretty_json().expect("the document serializes"));

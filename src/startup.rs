@@ -3,7 +3,6 @@
 use crate::broker::{Broker, BrokerSettings};
 use crate::config::Config;
 use crate::domain::token::TokenKey;
-use crate::http::auth::Credentials;
 use crate::http::serve::ListenerLimits;
 use crate::http::{self as api, AppState, HttpSettings};
 use crate::storage::Storage;
@@ -35,9 +34,9 @@ impl Application {
             )
         });
         let broker = Broker::new(
-            pool,
+            pool.clone(),
             storage,
-            tokens,
+            tokens.clone(),
             BrokerSettings {
                 plan_limits: config.plan_limits,
                 upload_ttl: config.upload_ttl,
@@ -46,17 +45,31 @@ impl Application {
                 key_prefix: config.storage.key_prefix.clone(),
                 completion_lease: config.completion_lease,
                 max_background_tasks: config.max_background_tasks,
+                quotas: config.quotas,
                 post_uploads: config.storage.provider == crate::config::Provider::S3,
             },
         );
-        let credentials = Credentials::new(&config.api_keys);
-        if credentials.is_empty() {
-            tracing::warn!("BROKER_API_KEYS is empty: every /v1 request will answer 401");
+        let env_keys = crate::auth::keys::EnvKeys::new(&config.api_keys);
+        if env_keys.is_empty() {
+            tracing::info!("BROKER_API_KEYS is empty: only keys kept in Postgres (upload-broker keys create) and grants are accepted");
         }
+        let grant_key = match &config.grant_key {
+            Some(k) => k.expose().as_bytes().to_vec(),
+            None => tokens.derive("grant-key").to_vec(),
+        };
+        let auth = crate::auth::Authenticator {
+            env_keys,
+            keys: crate::auth::keys::KeyStore::new(pool.clone()),
+            grants: crate::auth::grants::Grants::new(
+                &grant_key,
+                crate::auth::issuers::Issuers::new(pool.clone()),
+            ),
+            rate: crate::auth::rate::RateLimits::new(config.rate_limit, config.api_key_rate_limit),
+        };
         crate::metrics::handle(); // installs the recorder
         let state = AppState {
             broker,
-            credentials: Arc::new(credentials),
+            auth: Arc::new(auth),
             metrics_token: config.metrics_token.clone().map(Arc::new),
         };
         let metrics = match config.metrics_listen {

@@ -74,6 +74,9 @@ async fn the_document_describes_exactly_the_served_routes(pool: PgPool) {
         "UNSUPPORTED_MEDIA_TYPE",
         "STORAGE_ERROR",
         "UNAVAILABLE",
+        "FORBIDDEN",
+        "QUOTA_EXCEEDED",
+        "RATE_LIMITED",
     ] {
         assert!(codes.contains(&json!(code)), "error code {code} documented");
     }
@@ -106,6 +109,7 @@ async fn the_document_describes_exactly_the_served_routes(pool: PgPool) {
         ("DELETE", "/s3/multipart/{uploadId}"),
         ("POST", "/s3/multipart/{uploadId}/complete"),
         ("GET", "/s3/params"),
+        ("POST", "/v1/grants"),
     ]
     .iter()
     .map(|(m, p)| (m.to_string(), p.to_string()))

@@ -6,16 +6,16 @@ impl Broker {
     // ------------------------------------------------------------ abort
 
     /// Aborts the upload: the record first, then the provider (safe to repeat).
-    pub async fn abort(&self, tenant: &str, upload: UploadRef) -> Result<(), ApiError> {
+    pub async fn abort(&self, access: &Access, upload: UploadRef) -> Result<(), ApiError> {
         let this = self.clone();
-        let tenant = tenant.to_string();
-        self.run_to_end(async move { this.abort_inner(&tenant, &upload).await })
+        let access = access.clone();
+        self.run_to_end(async move { this.abort_inner(&access, &upload).await })
             .await
     }
 
-    pub(super) async fn abort_inner(&self, tenant: &str, r: &UploadRef) -> Result<(), ApiError> {
+    pub(super) async fn abort_inner(&self, access: &Access, r: &UploadRef) -> Result<(), ApiError> {
         loop {
-            let upload = self.load_ref(tenant, r).await?;
+            let upload = self.load_ref(access, r).await?;
             match upload.status {
                 UploadStatus::Completed | UploadStatus::Completing => {
                     return Err(ApiError::NotActive(upload.status))

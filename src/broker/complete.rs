@@ -9,19 +9,19 @@ impl Broker {
     /// Completes the upload exactly once, however many callers ask at once.
     pub async fn complete(
         &self,
-        tenant: &str,
+        access: &Access,
         upload: UploadRef,
         with: CompleteWith,
     ) -> Result<Upload, ApiError> {
         let this = self.clone();
-        let tenant = tenant.to_string();
-        self.run_to_end(async move { this.complete_inner(&tenant, &upload, &with).await })
+        let access = access.clone();
+        self.run_to_end(async move { this.complete_inner(&access, &upload, &with).await })
             .await
     }
 
     pub(super) async fn complete_inner(
         &self,
-        tenant: &str,
+        access: &Access,
         r: &UploadRef,
         with: &CompleteWith,
     ) -> Result<Upload, ApiError> {
@@ -33,7 +33,7 @@ impl Broker {
             CompleteWith::Given(c) => c.as_slice(),
         };
         loop {
-            let upload = self.load_ref(tenant, r).await?;
+            let upload = self.load_ref(access, r).await?;
             match upload.status {
                 UploadStatus::Completed => return Ok(upload),
                 UploadStatus::Aborted | UploadStatus::Aborting => {

@@ -7,34 +7,39 @@ impl Broker {
 
     /// Creates the provider upload, records it, and signs the first parts
     /// (none for checksum-bound uploads: those are signed with their checksums).
+    /// A grant's limits are checked first, its quotas with the record.
     pub async fn create(
         &self,
-        tenant: &str,
+        access: &Access,
         req: NewUpload,
     ) -> Result<(Upload, Vec<SignedPart>), ApiError> {
         let plan = PartPlan::new(req.size, req.part_size, self.inner.settings.plan_limits)?;
+        let metadata = access.admit(Some(req.size), &req.content_type, req.metadata.clone())?;
         let this = self.clone();
-        let tenant = tenant.to_string();
-        self.run_to_end(async move { this.create_inner(tenant, req, plan).await })
+        let access = access.clone();
+        self.run_to_end(async move { this.create_inner(&access, req, metadata, plan).await })
             .await
     }
 
     pub(super) async fn create_inner(
         &self,
-        tenant: String,
+        access: &Access,
         req: NewUpload,
+        metadata: Metadata,
         plan: PartPlan,
     ) -> Result<(Upload, Vec<SignedPart>), ApiError> {
         let s = &self.inner.settings;
         let upload = self
             .start_upload(
-                tenant,
-                &req.filename,
-                &req.content_type,
-                &req.metadata,
-                Some(plan),
-                req.fingerprint.as_ref(),
-                req.checksum_algorithm,
+                access,
+                Start {
+                    filename: &req.filename,
+                    content_type: &req.content_type,
+                    metadata: &metadata,
+                    plan: Some(plan),
+                    fingerprint: req.fingerprint.as_ref(),
+                    checksum_algorithm: req.checksum_algorithm,
+                },
             )
             .await?;
         let first: Vec<(PartNumber, Option<PartChecksum>)> = if upload.checksum_algorithm.is_some()
@@ -57,47 +62,51 @@ impl Broker {
         }
     }
 
-    /// Creates the provider upload and records it; if the record cannot be
-    /// written, the provider upload is aborted (no orphan on any error path).
-    #[allow(clippy::too_many_arguments)]
+    /// Creates the provider upload and records it within the quotas; if the
+    /// record cannot be written (or a quota is full), the provider upload is
+    /// aborted (no orphan on any error path).
     pub(super) async fn start_upload(
         &self,
-        tenant: String,
-        filename: &FileName,
-        content_type: &ContentType,
-        metadata: &Metadata,
-        plan: Option<PartPlan>,
-        fingerprint: Option<&Fingerprint>,
-        checksum_algorithm: Option<ChecksumAlgorithm>,
+        access: &Access,
+        start: Start<'_>,
     ) -> Result<Upload, ApiError> {
         let s = &self.inner.settings;
         let now = Self::now().trunc_subsecs(0);
         let id = Uuid::now_v7();
-        let key = ObjectKey::for_upload(&s.key_prefix, now, id, filename.as_str());
+        let key = ObjectKey::for_upload(&s.key_prefix, now, id, start.filename.as_str());
         let storage = &self.inner.storage;
         let provider_upload_id = storage
-            .create_multipart_upload(&key, content_type, metadata, checksum_algorithm)
+            .create_multipart_upload(
+                &key,
+                start.content_type,
+                start.metadata,
+                start.checksum_algorithm,
+            )
             .await?;
-        let fingerprint_mac =
-            fingerprint.map(|f| self.inner.tokens.fingerprint_mac(&tenant, f.as_str()));
+        let plan = start.plan;
         let upload = Upload {
             id,
-            tenant,
+            tenant: access.tenant.clone(),
+            subject: access.subject().map(str::to_string),
             status: UploadStatus::Active,
             bucket: storage.bucket().to_string(),
             key,
             provider_upload_id,
-            filename: filename.as_str().to_string(),
-            content_type: content_type.as_str().to_string(),
+            filename: start.filename.as_str().to_string(),
+            content_type: start.content_type.as_str().to_string(),
             plan,
-            metadata: metadata.as_map().clone(),
-            fingerprint_mac,
+            metadata: start.metadata.as_map().clone(),
+            fingerprint_mac: start.fingerprint.map(|f| {
+                self.inner
+                    .tokens
+                    .fingerprint_mac(&access.tenant, f.as_str())
+            }),
             origin: if plan.is_some() {
                 Origin::Native
             } else {
                 Origin::Companion
             },
-            checksum_algorithm,
+            checksum_algorithm: start.checksum_algorithm,
             etag: None,
             checksum: None,
             object_size: None,
@@ -108,9 +117,27 @@ impl Broker {
             lease_until: None,
             claim: None,
         };
-        if let Err(e) = db::insert_upload(&self.inner.db, &upload).await {
-            self.abort_orphan(&upload).await;
-            return Err(e.into());
+        let grant = access.grant.as_ref().and_then(|g| {
+            g.limits.max_uploads.map(|max| db::GrantUse {
+                id: &g.id,
+                max_uploads: max,
+                expires_at: g.expires_at,
+            })
+        });
+        match db::insert_within_quotas(&self.inner.db, &upload, &s.quotas, grant).await {
+            Ok(Ok(())) => {}
+            Ok(Err(hit)) => {
+                self.abort_orphan(&upload).await;
+                return Err(ApiError::QuotaExceeded {
+                    quota: hit.quota,
+                    limit: hit.limit,
+                    current: hit.current,
+                });
+            }
+            Err(e) => {
+                self.abort_orphan(&upload).await;
+                return Err(e.into());
+            }
         }
         tracing::info!(upload_id = %upload.id, size = ?plan.map(|p| p.size()), parts = ?plan.map(|p| p.part_count()), "upload created");
         crate::metrics::upload_created();
@@ -134,25 +161,39 @@ impl Broker {
     /// API): its plan is learned from the parts at completion.
     pub async fn create_open(
         &self,
-        tenant: &str,
+        access: &Access,
         filename: FileName,
         content_type: ContentType,
         metadata: Metadata,
     ) -> Result<Upload, ApiError> {
+        let metadata = access.admit(None, &content_type, metadata)?;
         let this = self.clone();
-        let tenant = tenant.to_string();
+        let access = access.clone();
         self.run_to_end(async move {
             this.start_upload(
-                tenant,
-                &filename,
-                &content_type,
-                &metadata,
-                None,
-                None,
-                None,
+                &access,
+                Start {
+                    filename: &filename,
+                    content_type: &content_type,
+                    metadata: &metadata,
+                    plan: None,
+                    fingerprint: None,
+                    checksum_algorithm: None,
+                },
             )
             .await
         })
         .await
     }
+}
+
+/// What an upload is started with.
+pub(super) struct Start<'a> {
+    pub filename: &'a FileName,
+    pub content_type: &'a ContentType,
+    /// As admitted: the grant's forced keys already merged in.
+    pub metadata: &'a Metadata,
+    pub plan: Option<PartPlan>,
+    pub fingerprint: Option<&'a Fingerprint>,
+    pub checksum_algorithm: Option<ChecksumAlgorithm>,
 }

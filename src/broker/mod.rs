@@ -11,6 +11,7 @@ mod sign;
 mod status;
 
 use crate::db::{self, Fence};
+use crate::domain::access::Access;
 use crate::domain::checksum::{ChecksumAlgorithm, PartChecksum};
 use crate::domain::object_key::ObjectKey;
 use crate::domain::part_plan::{PartNumber, PartPlan, PlanLimits};
@@ -39,8 +40,10 @@ pub struct BrokerSettings {
     /// How long a completer (or an abort) holds its claim before another may
     /// take over; renewed every third of it while the claimant works.
     pub completion_lease: Duration,
-    /// Most completions and aborts running at once, detached from their requests.
+    /// Most creates, completions and aborts running at once, detached from their requests.
     pub max_background_tasks: usize,
+    /// What a create is held to.
+    pub quotas: db::Quotas,
     /// Whether the provider takes POST-policy uploads (S3 does; R2 does not).
     pub post_uploads: bool,
 }
@@ -221,15 +224,16 @@ impl Broker {
 
     // ------------------------------------------------------------ load
 
-    /// The upload a resume token names, if it is the tenant's. Expired uploads answer 410.
-    pub async fn load(&self, tenant: &str, token: &str) -> Result<Upload, ApiError> {
-        self.load_ref(tenant, &UploadRef::Token(token.to_string()))
+    /// The upload a resume token names, if the caller may see it (its tenant's;
+    /// for a grant, its subject's). Expired uploads answer 410.
+    pub async fn load(&self, access: &Access, token: &str) -> Result<Upload, ApiError> {
+        self.load_ref(access, &UploadRef::Token(token.to_string()))
             .await
     }
 
-    /// The upload a reference names, if it is the tenant's: 404 otherwise,
+    /// The upload a reference names, if the caller may see it: 404 otherwise,
     /// exactly as for one that does not exist. Expired uploads answer 410.
-    pub async fn load_ref(&self, tenant: &str, r: &UploadRef) -> Result<Upload, ApiError> {
+    pub async fn load_ref(&self, access: &Access, r: &UploadRef) -> Result<Upload, ApiError> {
         let upload = match r {
             UploadRef::Token(token) => {
                 let id = self.inner.tokens.verify(token).ok_or(ApiError::NotFound)?;
@@ -246,7 +250,7 @@ impl Broker {
                     .filter(|u| u.key.as_str() == key)
             }
         }
-        .filter(|u| u.tenant == tenant)
+        .filter(|u| access.sees(u))
         .ok_or(ApiError::NotFound)?;
         tracing::Span::current().record("upload_id", tracing::field::display(upload.id));
         if upload.is_expired(Self::now()) {

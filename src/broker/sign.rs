@@ -9,11 +9,11 @@ impl Broker {
     /// Presigns `UploadPart` for the given parts of an active upload.
     pub async fn sign(
         &self,
-        tenant: &str,
+        access: &Access,
         upload: &UploadRef,
         requests: &[PartRequest],
     ) -> Result<Vec<SignedPart>, ApiError> {
-        let upload = self.load_ref(tenant, upload).await?;
+        let upload = self.load_ref(access, upload).await?;
         Self::require_active(&upload)?;
         let mut parts = Vec::with_capacity(requests.len());
         let mut seen = std::collections::BTreeSet::new();
@@ -115,12 +115,16 @@ impl Broker {
     /// which Uppy uses for files it does not upload in parts). The key is
     /// chosen here like every other key; the policy pins it, the content type,
     /// the metadata and the largest size.
+    /// For a grant, the policy holds its limits too: the size at most its
+    /// `maxUploadSize`, an allowed content type, its forced metadata.
     pub async fn presign_post(
         &self,
+        access: &Access,
         filename: &FileName,
         content_type: &ContentType,
-        metadata: &Metadata,
+        metadata: Metadata,
     ) -> Result<(crate::storage::PresignedPost, u64), ApiError> {
+        let metadata = access.admit(None, content_type, metadata)?;
         let s = &self.inner.settings;
         if !s.post_uploads {
             return Err(ApiError::InvalidRequest(
@@ -137,11 +141,18 @@ impl Broker {
         let max = s
             .plan_limits
             .max_upload_size
-            .min(crate::domain::part_plan::MAX_PART_SIZE);
+            .min(crate::domain::part_plan::MAX_PART_SIZE)
+            .min(
+                access
+                    .grant
+                    .as_ref()
+                    .and_then(|g| g.limits.max_upload_size)
+                    .unwrap_or(u64::MAX),
+            );
         let post = self
             .inner
             .storage
-            .presign_post_object(&key, content_type, metadata, max, s.part_url_ttl)
+            .presign_post_object(&key, content_type, &metadata, max, s.part_url_ttl)
             .await?;
         crate::metrics::part_urls_signed(1);
         Ok((post, s.part_url_ttl.as_secs()))
@@ -158,11 +169,12 @@ impl Broker {
     /// requests and `If-Match` work on it (storage does the work).
     pub async fn download(
         &self,
-        tenant: &str,
+        access: &Access,
         token: &str,
         disposition: impl FnOnce(&Upload) -> Option<String>,
     ) -> Result<DownloadUrl, ApiError> {
-        let upload = self.load(tenant, token).await?;
+        let upload = self.load(access, token).await?;
+        access.may_download()?;
         let disposition = disposition(&upload);
         if upload.status != UploadStatus::Completed {
             return Err(ApiError::NotActive(upload.status));

@@ -6,8 +6,12 @@ impl Broker {
     // ------------------------------------------------------------ status and resume
 
     /// The upload with what the provider holds of it.
-    pub async fn status(&self, tenant: &str, upload: &UploadRef) -> Result<UploadState, ApiError> {
-        let upload = self.load_ref(tenant, upload).await?;
+    pub async fn status(
+        &self,
+        access: &Access,
+        upload: &UploadRef,
+    ) -> Result<UploadState, ApiError> {
+        let upload = self.load_ref(access, upload).await?;
         self.state_of(upload).await
     }
 
@@ -132,11 +136,11 @@ impl Broker {
     /// the missing parts with their checksums through `…/parts`).
     pub async fn resume(
         &self,
-        tenant: &str,
+        access: &Access,
         token: &str,
         claims: &[PartClaim],
     ) -> Result<(UploadState, Vec<SignedPart>), ApiError> {
-        let upload = self.load(tenant, token).await?;
+        let upload = self.load(access, token).await?;
         Self::require_active(&upload)?;
         for c in claims {
             part_of(&upload, c.part_number)?;
@@ -183,16 +187,17 @@ impl Broker {
     /// reconciled with the provider (uploads it no longer has are left out).
     pub async fn find_by_fingerprint(
         &self,
-        tenant: &str,
+        access: &Access,
         fingerprint: &Fingerprint,
     ) -> Result<Vec<UploadState>, ApiError> {
         let found = db::find_by_fingerprint(
             &self.inner.db,
-            tenant,
+            &access.tenant,
+            access.subject(),
             &self
                 .inner
                 .tokens
-                .fingerprint_mac(tenant, fingerprint.as_str()),
+                .fingerprint_mac(&access.tenant, fingerprint.as_str()),
             Self::now(),
             FINGERPRINT_LOOKUP_LIMIT,
         )
@@ -232,10 +237,10 @@ impl Broker {
     /// Every part storage holds for an active upload, as ListParts reports it.
     pub async fn list_stored_parts(
         &self,
-        tenant: &str,
+        access: &Access,
         r: &UploadRef,
     ) -> Result<Vec<StoredPart>, ApiError> {
-        let upload = self.load_ref(tenant, r).await?;
+        let upload = self.load_ref(access, r).await?;
         Self::require_active(&upload)?;
         match self
             .inner

@@ -1,5 +1,6 @@
 //! Pure domain logic: no I/O, no SDK types.
 
+pub mod access;
 pub mod checksum;
 pub mod object_key;
 pub mod part_plan;

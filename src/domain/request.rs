@@ -120,8 +120,13 @@ impl Metadata {
     pub fn as_map(&self) -> &BTreeMap<String, String> {
         &self.0
     }
-    pub fn from_stored(m: BTreeMap<String, String>) -> Self {
-        Self(m)
+    /// This metadata with `forced` keys set (their values winning), values made
+    /// header-safe as for any metadata.
+    pub fn with_forced(mut self, forced: &BTreeMap<String, String>) -> Self {
+        for (k, v) in forced {
+            self.0.insert(k.clone(), header_safe(v));
+        }
+        self
     }
 }
 

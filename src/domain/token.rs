@@ -62,6 +62,15 @@ impl TokenKey {
         tag.iter().map(|b| format!("{b:02x}")).collect()
     }
 
+    /// A key for another purpose, derived from this one (HMAC-SHA256 of a
+    /// label), so that one secret serves every instance for both.
+    pub fn derive(&self, label: &str) -> [u8; 32] {
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC takes any key length");
+        mac.update(b"upload-broker/derived/");
+        mac.update(label.as_bytes());
+        mac.finalize().into_bytes().into()
+    }
+
     /// The upload id a token stands for, if the token is genuine.
     pub fn verify(&self, token: &str) -> Option<Uuid> {
         if token.len() != TOKEN_LEN {

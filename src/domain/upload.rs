@@ -241,6 +241,8 @@ mod tests {
 pub struct Upload {
     pub id: uuid::Uuid,
     pub tenant: String,
+    /// The grant subject it belongs to (`None`: created with an API key).
+    pub subject: Option<String>,
     pub status: UploadStatus,
     pub bucket: String,
     pub key: super::object_key::ObjectKey,

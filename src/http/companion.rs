@@ -10,7 +10,7 @@ use super::AppState;
 use crate::broker::{CompleteWith, PartClaim, PartRequest, UploadRef};
 use crate::domain::request::{companion_metadata, ContentType, FileName};
 use crate::error::ApiError;
-use crate::http::auth::Tenant;
+use crate::http::auth::Caller;
 use axum::extract::{Query, State};
 use axum::Json;
 use serde::{Deserialize, Serialize};
@@ -130,7 +130,7 @@ type Q<T> = Result<Query<T>, axum::extract::rejection::QueryRejection>;
         (status = 502, description = "STORAGE_ERROR", body = ErrorBody), (status = 503, description = "UNAVAILABLE", body = ErrorBody)))]
 async fn create(
     State(state): State<AppState>,
-    Tenant(tenant): Tenant,
+    Caller(access): Caller,
     ApiJson(body): ApiJson<CreateBody>,
 ) -> Result<Json<Created>, ApiError> {
     let filename = FileName::parse(body.filename)?;
@@ -139,7 +139,7 @@ async fn create(
     let metadata = companion_metadata(body.metadata)?;
     let upload = state
         .broker
-        .create_open(&tenant, filename, content_type, metadata)
+        .create_open(&access, filename, content_type, metadata)
         .await?;
     Ok(Json(Created {
         key: upload.key.as_str().to_string(),
@@ -157,7 +157,7 @@ async fn create(
         (status = 409, description = "UPLOAD_NOT_ACTIVE", body = ErrorBody), (status = 410, description = "UPLOAD_EXPIRED", body = ErrorBody)))]
 async fn sign_batch(
     State(state): State<AppState>,
-    Tenant(tenant): Tenant,
+    Caller(access): Caller,
     ApiPath(upload_id): ApiPath<String>,
     q: Q<BatchQuery>,
 ) -> Result<Json<SignedBatch>, ApiError> {
@@ -188,7 +188,7 @@ async fn sign_batch(
             checksum: None,
         })
         .collect();
-    let parts = state.broker.sign(&tenant, &r, &requests).await?;
+    let parts = state.broker.sign(&access, &r, &requests).await?;
     Ok(Json(SignedBatch {
         presigned_urls: parts
             .into_iter()
@@ -206,7 +206,7 @@ async fn sign_batch(
         (status = 409, description = "UPLOAD_NOT_ACTIVE", body = ErrorBody), (status = 410, description = "UPLOAD_EXPIRED", body = ErrorBody)))]
 async fn sign_one(
     State(state): State<AppState>,
-    Tenant(tenant): Tenant,
+    Caller(access): Caller,
     ApiPath((upload_id, part)): ApiPath<(String, String)>,
     q: Q<KeyQuery>,
 ) -> Result<Json<SignedUrl>, ApiError> {
@@ -217,7 +217,7 @@ async fn sign_one(
     let mut parts = state
         .broker
         .sign(
-            &tenant,
+            &access,
             &r,
             &[PartRequest {
                 part_number: n,
@@ -245,12 +245,12 @@ async fn sign_one(
         (status = 410, description = "UPLOAD_EXPIRED", body = ErrorBody), (status = 502, description = "STORAGE_ERROR", body = ErrorBody)))]
 async fn list_parts(
     State(state): State<AppState>,
-    Tenant(tenant): Tenant,
+    Caller(access): Caller,
     ApiPath(upload_id): ApiPath<String>,
     q: Q<KeyQuery>,
 ) -> Result<Json<Vec<ListedPart>>, ApiError> {
     let r = upload_ref(upload_id, query(q)?.key)?;
-    let parts = state.broker.list_stored_parts(&tenant, &r).await?;
+    let parts = state.broker.list_stored_parts(&access, &r).await?;
     Ok(Json(
         parts
             .into_iter()
@@ -274,7 +274,7 @@ async fn list_parts(
         (status = 410, description = "UPLOAD_EXPIRED", body = ErrorBody), (status = 502, description = "STORAGE_ERROR", body = ErrorBody)))]
 async fn complete(
     State(state): State<AppState>,
-    Tenant(tenant): Tenant,
+    Caller(access): Caller,
     ApiPath(upload_id): ApiPath<String>,
     q: Q<KeyQuery>,
     ApiJson(body): ApiJson<CompleteBody>,
@@ -298,7 +298,7 @@ async fn complete(
     }
     let upload = state
         .broker
-        .complete(&tenant, r, CompleteWith::Given(given))
+        .complete(&access, r, CompleteWith::Given(given))
         .await?;
     Ok(Json(Completed {
         location: state.broker.object_location(&upload),
@@ -316,12 +316,12 @@ async fn complete(
         (status = 410, description = "UPLOAD_EXPIRED", body = ErrorBody)))]
 async fn abort(
     State(state): State<AppState>,
-    Tenant(tenant): Tenant,
+    Caller(access): Caller,
     ApiPath(upload_id): ApiPath<String>,
     q: Q<KeyQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let r = upload_ref(upload_id, query(q)?.key)?;
-    state.broker.abort(&tenant, r).await?;
+    state.broker.abort(&access, r).await?;
     Ok(Json(serde_json::json!({})))
 }
 
@@ -345,7 +345,7 @@ pub struct PostParams {
         (status = 401, description = "UNAUTHORIZED", body = ErrorBody)))]
 async fn params(
     State(state): State<AppState>,
-    Tenant(_tenant): Tenant,
+    Caller(access): Caller,
     q: Q<Vec<(String, String)>>,
 ) -> Result<Json<PostParams>, ApiError> {
     let pairs = query(q)?;
@@ -368,7 +368,7 @@ async fn params(
     ))?;
     let (post, expires) = state
         .broker
-        .presign_post(&filename, &content_type, &metadata)
+        .presign_post(&access, &filename, &content_type, metadata)
         .await?;
     Ok(Json(PostParams {
         method: "POST",

@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod companion;
 pub mod extract;
+pub mod grants;
 pub mod health;
 pub mod metrics_route;
 pub mod openapi;
@@ -12,7 +13,6 @@ pub mod uploads;
 
 use crate::broker::Broker;
 use crate::error::ApiError;
-use auth::{Credentials, HasCredentials};
 use axum::error_handling::HandleErrorLayer;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::response::{IntoResponse, Response};
@@ -30,15 +30,9 @@ use tracing::Span;
 #[derive(Clone)]
 pub struct AppState {
     pub broker: Broker,
-    pub credentials: Arc<Credentials>,
+    pub auth: Arc<crate::auth::Authenticator>,
     /// The bearer token `/metrics` asks for, if one is configured.
     pub metrics_token: Option<Arc<crate::config::Secret<String>>>,
-}
-
-impl HasCredentials for AppState {
-    fn credentials(&self) -> &Credentials {
-        &self.credentials
-    }
 }
 
 /// HTTP settings that shape the router.
@@ -78,6 +72,10 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
         let mut res = (status, Json(self.body())).into_response();
+        if let ApiError::RateLimited { retry_after } = &self {
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
+        }
         if status.is_server_error() {
             res.extensions_mut().insert(ErrorDetail(format!("{self}")));
         }
@@ -101,7 +99,8 @@ fn parts(
 ) {
     use utoipa::OpenApi as _;
     let mut api = utoipa_axum::router::OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
-        .merge(uploads::router());
+        .merge(uploads::router())
+        .merge(grants::router());
     if let Some(mount) = companion_mount {
         api = api.nest(mount, companion::router());
     }

@@ -23,28 +23,17 @@ pub struct ErrorDetail {
     /// UPLOAD_NOT_ACTIVE: the upload's status.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
+    /// QUOTA_EXCEEDED: which quota (`tenantActiveUploads`, `tenantActiveBytes`,
+    /// `subjectActiveUploads` or `grantUploads`), its limit and the current count.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quota: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub current: Option<u64>,
 }
 
-/// The stable error codes.
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum ErrorCode {
-    InvalidRequest,
-    Unauthorized,
-    NotFound,
-    MethodNotAllowed,
-    UploadNotActive,
-    PartsMissing,
-    PartMismatch,
-    UploadExpired,
-    TooLarge,
-    BodyTooLarge,
-    UnsupportedMediaType,
-    RequestTimeout,
-    StorageError,
-    Unavailable,
-    Internal,
-}
+pub use crate::error::ErrorCode;
 
 struct BearerAuth;
 
@@ -62,13 +51,14 @@ impl Modify for BearerAuth {
 #[openapi(
     info(
         title = "upload-broker",
-        description = "Resumable, direct-to-storage multipart uploads to S3 and Cloudflare R2. Contract: api-v1.md.",
+        description = "Resumable, direct-to-storage multipart uploads to S3 and Cloudflare R2. Reference: docs/api.md in the repository.",
         version = "1"
     ),
     components(schemas(ErrorBody, ErrorDetail, ErrorCode)),
     modifiers(&BearerAuth),
     tags(
         (name = "uploads", description = "The native API (bearer credential required)"),
+        (name = "credentials", description = "Upload grants for browsers and apps (API key required)"),
         (name = "operations", description = "Health, readiness and metrics (no credential)"),
         (name = "companion", description = "Uppy Companion-compatible S3 multipart routes (bearer credential required)")
     )

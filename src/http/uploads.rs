@@ -11,7 +11,7 @@ use crate::domain::checksum::ChecksumAlgorithm;
 use crate::domain::request::{ContentType, FileName, Fingerprint, Metadata};
 use crate::domain::upload::{Progress, StoredPart, Upload};
 use crate::error::ApiError;
-use crate::http::auth::Tenant;
+use crate::http::auth::Caller;
 use axum::extract::{Query, State};
 use axum::Json;
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -165,6 +165,8 @@ pub fn rfc3339(t: &DateTime<Utc>) -> String {
 pub struct UploadResource {
     id: String,
     resume_token: String,
+    /// The grant subject the upload belongs to; null for uploads created with an API key.
+    subject: Option<String>,
     status: &'static str,
     bucket: String,
     key: String,
@@ -198,6 +200,7 @@ impl UploadResource {
         Self {
             id: u.id.to_string(),
             resume_token: state.broker.token_for(u).expose().to_string(),
+            subject: u.subject.clone(),
             status: u.status.api_name(),
             bucket: u.bucket.clone(),
             key: u.key.as_str().to_string(),
@@ -358,12 +361,12 @@ struct PartsResponse {
         (status = 400, description = "INVALID_REQUEST: malformed JSON or an invalid field", body = ErrorBody), (status = 413, description = "BODY_TOO_LARGE: the request body is over the limit", body = ErrorBody), (status = 415, description = "UNSUPPORTED_MEDIA_TYPE: the body is not application/json", body = ErrorBody), (status = 413, description = "TOO_LARGE: size over the configured or the provider's maximum", body = ErrorBody), (status = 401, description = "UNAUTHORIZED: no or unknown credential", body = ErrorBody), (status = 503, description = "UNAVAILABLE: the database is unreachable, or too many requests in flight", body = ErrorBody), (status = 408, description = "REQUEST_TIMEOUT: the request took too long", body = ErrorBody), (status = 502, description = "STORAGE_ERROR: the storage provider failed or refused", body = ErrorBody)))]
 async fn create(
     State(state): State<AppState>,
-    Tenant(tenant): Tenant,
+    Caller(access): Caller,
     ApiJson(body): ApiJson<CreateBody>,
 ) -> Result<(StatusCode, Json<CreateResponse>), ApiError> {
     let req = body.parse(state.broker.settings().plan_limits.max_upload_size)?;
     let fingerprint = req.fingerprint.as_ref().map(|f| f.as_str().to_string());
-    let (upload, parts) = state.broker.create(&tenant, req).await?;
+    let (upload, parts) = state.broker.create(&access, req).await?;
     Ok((
         StatusCode::CREATED,
         Json(CreateResponse {
@@ -380,7 +383,7 @@ async fn create(
         (status = 400, description = "INVALID_REQUEST: malformed JSON or an invalid field", body = ErrorBody), (status = 413, description = "BODY_TOO_LARGE: the request body is over the limit", body = ErrorBody), (status = 415, description = "UNSUPPORTED_MEDIA_TYPE: the body is not application/json", body = ErrorBody), (status = 404, description = "NOT_FOUND: unknown resume token, or another tenant's", body = ErrorBody), (status = 410, description = "UPLOAD_EXPIRED: past expiresAt, or the provider no longer has the upload", body = ErrorBody), (status = 409, description = "UPLOAD_NOT_ACTIVE: the upload is completed or aborted", body = ErrorBody), (status = 401, description = "UNAUTHORIZED: no or unknown credential", body = ErrorBody), (status = 503, description = "UNAVAILABLE: the database is unreachable, or too many requests in flight", body = ErrorBody), (status = 408, description = "REQUEST_TIMEOUT: the request took too long", body = ErrorBody), (status = 502, description = "STORAGE_ERROR: the storage provider failed or refused", body = ErrorBody)))]
 async fn sign(
     State(state): State<AppState>,
-    Tenant(tenant): Tenant,
+    Caller(access): Caller,
     ApiPath(token): ApiPath<String>,
     ApiJson(body): ApiJson<SignBody>,
 ) -> Result<Json<PartsResponse>, ApiError> {
@@ -413,7 +416,7 @@ async fn sign(
     }
     let parts = state
         .broker
-        .sign(&tenant, &UploadRef::Token(token), &requests)
+        .sign(&access, &UploadRef::Token(token), &requests)
         .await?;
     Ok(Json(PartsResponse {
         parts: parts.into_iter().map(Into::into).collect(),
@@ -427,7 +430,7 @@ async fn sign(
         (status = 400, description = "INVALID_REQUEST: malformed JSON or an invalid field", body = ErrorBody), (status = 413, description = "BODY_TOO_LARGE: the request body is over the limit", body = ErrorBody), (status = 415, description = "UNSUPPORTED_MEDIA_TYPE: the body is not application/json", body = ErrorBody), (status = 404, description = "NOT_FOUND: unknown resume token, or another tenant's", body = ErrorBody), (status = 410, description = "UPLOAD_EXPIRED: past expiresAt, or the provider no longer has the upload", body = ErrorBody), (status = 409, description = "UPLOAD_NOT_ACTIVE: the upload is completed or aborted", body = ErrorBody), (status = 401, description = "UNAUTHORIZED: no or unknown credential", body = ErrorBody), (status = 503, description = "UNAVAILABLE: the database is unreachable, or too many requests in flight", body = ErrorBody), (status = 408, description = "REQUEST_TIMEOUT: the request took too long", body = ErrorBody), (status = 502, description = "STORAGE_ERROR: the storage provider failed or refused", body = ErrorBody)))]
 async fn resume(
     State(state): State<AppState>,
-    Tenant(tenant): Tenant,
+    Caller(access): Caller,
     ApiPath(token): ApiPath<String>,
     OptionalJson(body): OptionalJson<ResumeBody>,
 ) -> Result<Json<ResumeResponse>, ApiError> {
@@ -442,7 +445,7 @@ async fn resume(
             size: c.size,
         })
         .collect();
-    let (s, parts) = state.broker.resume(&tenant, &token, &claims).await?;
+    let (s, parts) = state.broker.resume(&access, &token, &claims).await?;
     Ok(Json(ResumeResponse {
         upload: UploadResource::new(&state, &s.upload),
         uploaded_parts: s.uploaded.iter().map(Into::into).collect(),
@@ -459,12 +462,12 @@ async fn resume(
         (status = 404, description = "NOT_FOUND: unknown resume token, or another tenant's", body = ErrorBody), (status = 410, description = "UPLOAD_EXPIRED: past expiresAt, or the provider no longer has the upload", body = ErrorBody), (status = 401, description = "UNAUTHORIZED: no or unknown credential", body = ErrorBody), (status = 503, description = "UNAVAILABLE: the database is unreachable, or too many requests in flight", body = ErrorBody), (status = 408, description = "REQUEST_TIMEOUT: the request took too long", body = ErrorBody), (status = 502, description = "STORAGE_ERROR: the storage provider failed or refused", body = ErrorBody)))]
 async fn status(
     State(state): State<AppState>,
-    Tenant(tenant): Tenant,
+    Caller(access): Caller,
     ApiPath(token): ApiPath<String>,
 ) -> Result<Json<StatusResponse>, ApiError> {
     let s: UploadState = state
         .broker
-        .status(&tenant, &UploadRef::Token(token))
+        .status(&access, &UploadRef::Token(token))
         .await?;
     Ok(Json(StatusResponse {
         upload: UploadResource::new(&state, &s.upload),
@@ -480,7 +483,7 @@ async fn status(
         (status = 400, description = "INVALID_REQUEST: malformed JSON or an invalid field", body = ErrorBody), (status = 413, description = "BODY_TOO_LARGE: the request body is over the limit", body = ErrorBody), (status = 415, description = "UNSUPPORTED_MEDIA_TYPE: the body is not application/json", body = ErrorBody), (status = 404, description = "NOT_FOUND: unknown resume token, or another tenant's", body = ErrorBody), (status = 410, description = "UPLOAD_EXPIRED: past expiresAt, or the provider no longer has the upload", body = ErrorBody), (status = 409, description = "UPLOAD_NOT_ACTIVE (aborted), PARTS_MISSING (missingParts lists them) or PART_MISMATCH", body = ErrorBody), (status = 401, description = "UNAUTHORIZED: no or unknown credential", body = ErrorBody), (status = 503, description = "UNAVAILABLE: the database is unreachable, or too many requests in flight", body = ErrorBody), (status = 408, description = "REQUEST_TIMEOUT: the request took too long", body = ErrorBody), (status = 502, description = "STORAGE_ERROR: the storage provider failed or refused", body = ErrorBody)))]
 async fn complete(
     State(state): State<AppState>,
-    Tenant(tenant): Tenant,
+    Caller(access): Caller,
     ApiPath(token): ApiPath<String>,
     OptionalJson(body): OptionalJson<CompleteBody>,
 ) -> Result<Json<UploadResource>, ApiError> {
@@ -497,7 +500,7 @@ async fn complete(
     let upload = state
         .broker
         .complete(
-            &tenant,
+            &access,
             UploadRef::Token(token),
             CompleteWith::Listed(claimed),
         )
@@ -511,10 +514,10 @@ async fn complete(
         (status = 404, description = "NOT_FOUND: unknown resume token, or another tenant's", body = ErrorBody), (status = 410, description = "UPLOAD_EXPIRED: past expiresAt, or the provider no longer has the upload", body = ErrorBody), (status = 409, description = "UPLOAD_NOT_ACTIVE: the upload is completed or being completed", body = ErrorBody), (status = 401, description = "UNAUTHORIZED: no or unknown credential", body = ErrorBody), (status = 503, description = "UNAVAILABLE: the database is unreachable, or too many requests in flight", body = ErrorBody), (status = 408, description = "REQUEST_TIMEOUT: the request took too long", body = ErrorBody), (status = 502, description = "STORAGE_ERROR: the storage provider failed or refused", body = ErrorBody)))]
 async fn abort(
     State(state): State<AppState>,
-    Tenant(tenant): Tenant,
+    Caller(access): Caller,
     ApiPath(token): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
-    state.broker.abort(&tenant, UploadRef::Token(token)).await?;
+    state.broker.abort(&access, UploadRef::Token(token)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -524,7 +527,7 @@ async fn abort(
         (status = 400, description = "INVALID_REQUEST: fingerprint missing or invalid", body = ErrorBody), (status = 401, description = "UNAUTHORIZED: no or unknown credential", body = ErrorBody), (status = 503, description = "UNAVAILABLE: the database is unreachable, or too many requests in flight", body = ErrorBody), (status = 408, description = "REQUEST_TIMEOUT: the request took too long", body = ErrorBody), (status = 502, description = "STORAGE_ERROR: the storage provider failed or refused", body = ErrorBody)))]
 async fn find_by_fingerprint(
     State(state): State<AppState>,
-    Tenant(tenant): Tenant,
+    Caller(access): Caller,
     query: Result<Query<FingerprintQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<FoundUploads>, ApiError> {
     let Ok(Query(q)) = query else {
@@ -537,7 +540,7 @@ async fn find_by_fingerprint(
     })?)?;
     let found = state
         .broker
-        .find_by_fingerprint(&tenant, &fingerprint)
+        .find_by_fingerprint(&access, &fingerprint)
         .await?;
     Ok(Json(FoundUploads {
         uploads: found
@@ -560,7 +563,7 @@ async fn find_by_fingerprint(
         (status = 400, description = "INVALID_REQUEST: malformed JSON or an invalid field", body = ErrorBody), (status = 413, description = "BODY_TOO_LARGE: the request body is over the limit", body = ErrorBody), (status = 415, description = "UNSUPPORTED_MEDIA_TYPE: the body is not application/json", body = ErrorBody), (status = 404, description = "NOT_FOUND: unknown resume token, or another tenant's", body = ErrorBody), (status = 410, description = "UPLOAD_EXPIRED: past expiresAt, or the provider no longer has the upload", body = ErrorBody), (status = 409, description = "UPLOAD_NOT_ACTIVE: the upload is not completed", body = ErrorBody), (status = 401, description = "UNAUTHORIZED: no or unknown credential", body = ErrorBody), (status = 503, description = "UNAVAILABLE: the database is unreachable, or too many requests in flight", body = ErrorBody), (status = 408, description = "REQUEST_TIMEOUT: the request took too long", body = ErrorBody), (status = 502, description = "STORAGE_ERROR: the storage provider failed or refused", body = ErrorBody)))]
 async fn download(
     State(state): State<AppState>,
-    Tenant(tenant): Tenant,
+    Caller(access): Caller,
     ApiPath(token): ApiPath<String>,
     OptionalJson(body): OptionalJson<DownloadBody>,
 ) -> Result<Json<DownloadResponse>, ApiError> {
@@ -578,7 +581,7 @@ async fn download(
     }
     let d = state
         .broker
-        .download(&tenant, &token, |upload| {
+        .download(&access, &token, |upload| {
             let name = body.filename.as_deref().unwrap_or(&upload.filename);
             Some(content_disposition(kind, name))
         })

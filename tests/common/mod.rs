@@ -56,6 +56,9 @@ pub struct Options {
     pub header_read_timeout: Duration,
     pub max_connections: usize,
     pub metrics_token: Option<String>,
+    pub quotas: upload_broker::db::Quotas,
+    pub rate_limit: u32,
+    pub api_key_rate_limit: u32,
 }
 
 impl Default for Options {
@@ -80,6 +83,13 @@ impl Default for Options {
             header_read_timeout: Duration::from_secs(10),
             max_connections: 4096,
             metrics_token: None,
+            quotas: upload_broker::db::Quotas {
+                tenant_max_active_uploads: 100_000,
+                tenant_max_active_bytes: None,
+                subject_max_active_uploads: 100,
+            },
+            rate_limit: 0,
+            api_key_rate_limit: 0,
         }
     }
 }
@@ -135,6 +145,10 @@ pub fn test_config(opts: &Options) -> Config {
         header_read_timeout: opts.header_read_timeout,
         max_connections: opts.max_connections,
         metrics_token: opts.metrics_token.clone().map(Secret::new),
+        grant_key: None,
+        quotas: opts.quotas,
+        rate_limit: opts.rate_limit,
+        api_key_rate_limit: opts.api_key_rate_limit,
         migrate: false,
         sweep_interval: opts.sweep_interval,
         sweep: upload_broker::sweep::SweepSettings {
@@ -290,6 +304,41 @@ impl TestApp {
             serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON ({status}): {text}"))
         };
         (status, v)
+    }
+
+    /// A request with any bearer credential (an API key or a grant).
+    pub async fn call_as(
+        &self,
+        credential: &str,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut r = self
+            .http
+            .request(method, self.url(path))
+            .bearer_auth(credential);
+        if let Some(b) = body {
+            r = r.json(&b);
+        }
+        let res = r.send().await.unwrap();
+        let status = res.status().as_u16();
+        let text = res.text().await.unwrap();
+        let v = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON ({status}): {text}"))
+        };
+        (status, v)
+    }
+
+    /// Mints a grant with tenant A's API key.
+    pub async fn grant(&self, body: Value) -> String {
+        let (s, v) = self
+            .call(reqwest::Method::POST, "/v1/grants", Some(body))
+            .await;
+        assert_eq!(s, 201, "minting a grant: {v}");
+        v["grant"].as_str().unwrap().to_string()
     }
 
     pub async fn get_status(&self, token: &str) -> (u16, Value) {

@@ -1,88 +1,12 @@
-//! All SQL lives here. Functions take an executor so they work inside a
-//! transaction. A state change is a conditional UPDATE: no row back means
-//! someone else got there first.
+//! The uploads table: rows, the writes of each status change (fenced), lookups.
 
-use crate::domain::checksum::ChecksumAlgorithm;
-use crate::domain::object_key::ObjectKey;
-use crate::domain::part_plan::PartPlan;
-use crate::domain::upload::{Origin, StoredPart, Upload, UploadStatus};
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
-use sqlx::postgres::{PgPool, PgPoolOptions};
-use sqlx::PgExecutor;
-use std::collections::BTreeMap;
-use std::time::Duration;
-use uuid::Uuid;
-
-/// What the provider says of a finished object.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct FinishedObject {
-    pub etag: String,
-    pub checksum: Option<String>,
-    pub size: Option<u64>,
-}
-
-pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
-
-/// A database failure.
-#[derive(Debug, thiserror::Error)]
-pub enum DbError {
-    /// The database cannot be reached (or the pool timed out waiting for it).
-    #[error("database unavailable: {0}")]
-    Unavailable(#[source] sqlx::Error),
-    /// A row the broker wrote cannot be read back as an upload.
-    #[error("corrupt upload row {id}: {what}")]
-    Corrupt { id: Uuid, what: &'static str },
-    #[error("database error: {0}")]
-    Other(#[source] sqlx::Error),
-}
-
-impl From<sqlx::Error> for DbError {
-    fn from(e: sqlx::Error) -> Self {
-        if is_connection_failure(&e) {
-            Self::Unavailable(e)
-        } else {
-            Self::Other(e)
-        }
-    }
-}
-
-/// Whether an error means the database could not be reached or talked to (the
-/// client should retry: 503), rather than that a statement failed. Every
-/// connection-level failure counts: refused, reset, a peer that hangs up before
-/// the handshake (a proxy or failover in between), TLS, a protocol error, the
-/// pool timing out, and the server saying it is shutting down, starting up or
-/// out of connections.
-pub fn is_connection_failure(e: &sqlx::Error) -> bool {
-    match e {
-        sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::Io(_)
-        | sqlx::Error::Tls(_)
-        | sqlx::Error::Protocol(_)
-        | sqlx::Error::WorkerCrashed => true,
-        sqlx::Error::Database(d) => d.code().is_some_and(|c| {
-            // 08: connection exception; 57P01-03: shutdown, crash, cannot connect
-            // now; 53300: too many connections.
-            c.starts_with("08") || matches!(c.as_ref(), "57P01" | "57P02" | "57P03" | "53300")
-        }),
-        _ => false,
-    }
-}
-
-/// A pool that connects lazily, so the broker starts (and answers 503) while
-/// the database is down.
-pub fn pool(url: &str, max_connections: u32) -> Result<PgPool, sqlx::Error> {
-    PgPoolOptions::new()
-        .max_connections(max_connections)
-        .acquire_timeout(Duration::from_secs(5))
-        .connect_lazy(url)
-}
+use super::*;
 
 #[derive(sqlx::FromRow)]
-struct UploadRow {
-    id: Uuid,
+pub(super) struct UploadRow {
+    pub(super) id: Uuid,
     tenant: String,
+    subject: Option<String>,
     status: String,
     bucket: String,
     object_key: String,
@@ -135,6 +59,7 @@ impl TryFrom<UploadRow> for Upload {
         Ok(Upload {
             id: r.id,
             tenant: r.tenant,
+            subject: r.subject,
             status,
             bucket: r.bucket,
             key: ObjectKey::from_stored(r.object_key),
@@ -172,11 +97,11 @@ impl TryFrom<UploadRow> for Upload {
     }
 }
 
-fn one(row: Option<UploadRow>) -> Result<Option<Upload>, DbError> {
+pub(super) fn one(row: Option<UploadRow>) -> Result<Option<Upload>, DbError> {
     row.map(Upload::try_from).transpose()
 }
 
-const COLUMNS: &str = "id, tenant, status, bucket, object_key, provider_upload_id, filename, \
+pub(super) const COLUMNS: &str = "id, tenant, subject, status, bucket, object_key, provider_upload_id, filename, \
     content_type, size, part_size, part_count, metadata, fingerprint_mac, origin, checksum_algorithm, \
     etag, checksum, object_size, completed_parts, created_at, expires_at, lease_until, claim";
 
@@ -184,8 +109,8 @@ pub async fn insert_upload(db: impl PgExecutor<'_>, u: &Upload) -> Result<(), Db
     sqlx::query(
         "insert into uploads (id, tenant, status, bucket, object_key, provider_upload_id, \
          filename, content_type, size, part_size, part_count, metadata, fingerprint_mac, \
-         created_at, expires_at, checksum_algorithm, origin) \
-         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
+         created_at, expires_at, checksum_algorithm, origin, subject) \
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
     )
     .bind(u.id)
     .bind(&u.tenant)
@@ -204,6 +129,7 @@ pub async fn insert_upload(db: impl PgExecutor<'_>, u: &Upload) -> Result<(), Db
     .bind(u.expires_at)
     .bind(u.checksum_algorithm.map(|a| a.as_str()))
     .bind(u.origin.as_str())
+    .bind(&u.subject)
     .execute(db)
     .await?;
     Ok(())
@@ -239,7 +165,7 @@ impl Fence {
 
 const FENCED: &str = "id = $1 and status = $2 and claim is not distinct from $3";
 
-fn until(now: DateTime<Utc>, lease: Duration) -> DateTime<Utc> {
+pub(super) fn until(now: DateTime<Utc>, lease: Duration) -> DateTime<Utc> {
     now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::minutes(5))
 }
 
@@ -418,171 +344,12 @@ pub async fn delete_upload(db: impl PgExecutor<'_>, id: Uuid) -> Result<(), DbEr
     Ok(())
 }
 
-pub async fn ping(db: impl PgExecutor<'_>) -> Result<(), DbError> {
-    sqlx::query("select 1").execute(db).await?;
-    Ok(())
-}
-
-// ------------------------------------------------------------------ sweep
-
-/// Claims up to `limit` uploads to expire: `active` past expiry, and `expiring`
-/// or `completing` rows past expiry whose claimer's lease ran out (a sweep or a
-/// completer that died). Rows locked by another sweeper are skipped, so
-/// concurrent sweeps never work on the same upload. Returns each upload with
-/// the status it had before the claim.
-pub async fn claim_expired(
-    db: impl PgExecutor<'_>,
-    now: DateTime<Utc>,
-    lease: Duration,
-    limit: i64,
-) -> Result<Vec<(Upload, UploadStatus)>, DbError> {
-    let lease_until =
-        now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::minutes(5));
-    let cols = COLUMNS
-        .split(", ")
-        .map(|c| format!("u.{c}"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let rows = sqlx::query_as::<_, ClaimedRow>(&format!(
-        "with c as ( \
-           select id, status as prev_status from uploads \
-           where expires_at <= $1 \
-             and (status = 'active' \
-                  or (status in ('expiring', 'completing') and lease_until <= $1)) \
-           order by expires_at \
-           limit $3 \
-           for update skip locked) \
-         update uploads u set status = 'expiring', lease_until = $2, claim = gen_random_uuid(), \
-         updated_at = now() \
-         from c where u.id = c.id \
-         returning {cols}, c.prev_status"
-    ))
-    .bind(now)
-    .bind(lease_until)
-    .bind(limit)
-    .fetch_all(db)
-    .await?;
-    rows.into_iter()
-        .map(|r| {
-            let prev = UploadStatus::parse(&r.prev_status).ok_or(DbError::Corrupt {
-                id: r.row.id,
-                what: "status",
-            })?;
-            Ok((Upload::try_from(r.row)?, prev))
-        })
-        .collect()
-}
-
-#[derive(sqlx::FromRow)]
-struct ClaimedRow {
-    #[sqlx(flatten)]
-    row: UploadRow,
-    prev_status: String,
-}
-
-/// What a sweep would claim now, without claiming it (dry runs).
-pub async fn list_expired(
-    db: impl PgExecutor<'_>,
-    now: DateTime<Utc>,
-    limit: i64,
-) -> Result<Vec<Upload>, DbError> {
-    let rows = sqlx::query_as::<_, UploadRow>(&format!(
-        "select {COLUMNS} from uploads \
-         where expires_at <= $1 \
-           and (status = 'active' or (status in ('expiring', 'completing') and lease_until <= $1)) \
-         order by expires_at limit $2"
-    ))
-    .bind(now)
-    .bind(limit)
-    .fetch_all(db)
-    .await?;
-    rows.into_iter().map(Upload::try_from).collect()
-}
-
-/// Claims up to `limit` aborts whose claimant's provider call failed or died
-/// (`aborting` past its lease), with a fresh claim, for the sweep to finish.
-pub async fn claim_stale_aborts(
-    db: impl PgExecutor<'_>,
-    now: DateTime<Utc>,
-    lease: Duration,
-    limit: i64,
-) -> Result<Vec<Upload>, DbError> {
-    let rows = sqlx::query_as::<_, UploadRow>(&format!(
-        "with c as ( \
-           select id from uploads where status = 'aborting' and lease_until <= $1 \
-           order by lease_until limit $3 for update skip locked) \
-         update uploads u set lease_until = $2, claim = gen_random_uuid(), updated_at = now() \
-         from c where u.id = c.id returning {}",
-        COLUMNS
-            .split(", ")
-            .map(|c| format!("u.{c}"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    ))
-    .bind(now)
-    .bind(until(now, lease))
-    .bind(limit)
-    .fetch_all(db)
-    .await?;
-    rows.into_iter().map(Upload::try_from).collect()
-}
-
-/// Deletes up to `limit` finished rows (completed, aborted, expired) last
-/// changed before `cutoff`.
-pub async fn delete_finished(
-    db: impl PgExecutor<'_>,
-    cutoff: DateTime<Utc>,
-    limit: i64,
-) -> Result<u64, DbError> {
-    let r = sqlx::query(
-        "delete from uploads where id in ( \
-           select id from uploads \
-           where status in ('completed', 'aborted', 'expired') and updated_at < $1 \
-           limit $2 for update skip locked)",
-    )
-    .bind(cutoff)
-    .bind(limit)
-    .execute(db)
-    .await?;
-    Ok(r.rows_affected())
-}
-
-/// How many finished rows a retention pass would delete (dry runs).
-pub async fn count_finished(
-    db: impl PgExecutor<'_>,
-    cutoff: DateTime<Utc>,
-) -> Result<u64, DbError> {
-    let n: i64 = sqlx::query_scalar(
-        "select count(*) from uploads \
-         where status in ('completed', 'aborted', 'expired') and updated_at < $1",
-    )
-    .bind(cutoff)
-    .fetch_one(db)
-    .await?;
-    Ok(n as u64)
-}
-
-/// Which of these provider upload ids the broker has a record of.
-pub async fn known_provider_upload_ids(
-    db: impl PgExecutor<'_>,
-    bucket: &str,
-    ids: &[String],
-) -> Result<std::collections::HashSet<String>, DbError> {
-    let rows: Vec<String> = sqlx::query_scalar(
-        "select provider_upload_id from uploads where bucket = $1 and provider_upload_id = any($2)",
-    )
-    .bind(bucket)
-    .bind(ids)
-    .fetch_all(db)
-    .await?;
-    Ok(rows.into_iter().collect())
-}
-
 /// A tenant's active, unexpired uploads created with a fingerprint (its keyed
 /// hash), newest first.
 pub async fn find_by_fingerprint(
     db: impl PgExecutor<'_>,
     tenant: &str,
+    subject: Option<&str>,
     fingerprint_mac: &str,
     now: DateTime<Utc>,
     limit: i64,
@@ -590,12 +357,14 @@ pub async fn find_by_fingerprint(
     let rows = sqlx::query_as::<_, UploadRow>(&format!(
         "select {COLUMNS} from uploads \
          where tenant = $1 and fingerprint_mac = $2 and status = 'active' and expires_at > $3 \
+           and ($5::text is null or subject = $5) \
          order by created_at desc, id desc limit $4"
     ))
     .bind(tenant)
     .bind(fingerprint_mac)
     .bind(now)
     .bind(limit)
+    .bind(subject)
     .fetch_all(db)
     .await?;
     rows.into_iter().map(Upload::try_from).collect()
@@ -617,21 +386,4 @@ pub async fn get_companion_upload(
     .fetch_optional(db)
     .await?;
     one(row)
-}
-
-/// Creates the database `url` names if it does not exist yet (so a fresh
-/// deployment needs no manual `createdb`). Errors are left to the connection
-/// that follows, which reports them.
-pub async fn create_database_if_missing(url: &str) {
-    use sqlx::migrate::MigrateDatabase;
-    match sqlx::Postgres::database_exists(url).await {
-        Ok(false) => match sqlx::Postgres::create_database(url).await {
-            Ok(()) => tracing::info!("created the database named in DATABASE_URL"),
-            Err(e) => {
-                tracing::warn!(error = %e, "could not create the database named in DATABASE_URL")
-            }
-        },
-        Ok(true) => {}
-        Err(e) => tracing::debug!(error = %e, "could not check whether the database exists"),
-    }
 }

@@ -1,0 +1,221 @@
+//! Issuers of tenant-signed grants: the JWKS each tenant registered, cached per
+//! instance, reloaded from the database now and then (so `issuers add` and
+//! `issuers remove` reach every instance), and refreshed from its source (a
+//! file, or an http(s) URL) periodically and when a token names an unknown `kid`.
+
+use crate::db::{self, DbError};
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, JwkSet, KeyAlgorithm};
+use jsonwebtoken::{Algorithm, DecodingKey};
+use sqlx::PgPool;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// How long an issuer's registration is trusted before it is read again.
+const REGISTRY_TTL: Duration = Duration::from_secs(30);
+/// How often keys are fetched from their source anyway.
+const JWKS_REFRESH: Duration = Duration::from_secs(300);
+/// The least time between two fetches of one issuer's keys (an unknown `kid`
+/// must not let anyone make the broker fetch on every request).
+const MIN_REFETCH: Duration = Duration::from_secs(10);
+const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+const MAX_JWKS_BYTES: usize = 1 << 20;
+
+/// A key a grant may be signed with: its algorithm comes from the key.
+#[derive(Clone)]
+pub struct IssuerKey {
+    pub tenant: String,
+    pub key: DecodingKey,
+    pub algorithm: Algorithm,
+}
+
+/// The algorithm a registered key signs with, from its type (and its `alg`,
+/// which must agree). `None`: a key type grants may not use.
+pub fn algorithm_of(jwk: &Jwk) -> Option<Algorithm> {
+    let by_type = match &jwk.algorithm {
+        AlgorithmParameters::OctetKeyPair(p) if p.curve == EllipticCurve::Ed25519 => {
+            Algorithm::EdDSA
+        }
+        AlgorithmParameters::EllipticCurve(p) if p.curve == EllipticCurve::P256 => Algorithm::ES256,
+        AlgorithmParameters::RSA(_) => match jwk.common.key_algorithm {
+            Some(KeyAlgorithm::RS384) => Algorithm::RS384,
+            Some(KeyAlgorithm::RS512) => Algorithm::RS512,
+            _ => Algorithm::RS256,
+        },
+        AlgorithmParameters::OctetKey(_) => Algorithm::HS256,
+        _ => return None,
+    };
+    let declared = jwk.common.key_algorithm.map(|a| format!("{a:?}"));
+    match declared {
+        Some(a) if a != format!("{by_type:?}") => None,
+        _ => Some(by_type),
+    }
+}
+
+/// Reads a JWKS from a file or an http(s) URL, and checks that every key in it
+/// is one grants can use.
+pub async fn load_jwks(http: &reqwest::Client, source: &str) -> Result<serde_json::Value, String> {
+    let text = if source.starts_with("https://") || source.starts_with("http://") {
+        let res = http
+            .get(source)
+            .timeout(FETCH_TIMEOUT)
+            .send()
+            .await
+            .map_err(|e| format!("could not fetch the JWKS: {}", e.without_url()))?;
+        if !res.status().is_success() {
+            return Err(format!("fetching the JWKS answered {}", res.status()));
+        }
+        let bytes = res
+            .bytes()
+            .await
+            .map_err(|e| format!("could not read the JWKS: {}", e.without_url()))?;
+        if bytes.len() > MAX_JWKS_BYTES {
+            return Err("the JWKS is over 1 MiB".into());
+        }
+        String::from_utf8_lossy(&bytes).into_owned()
+    } else {
+        tokio::fs::read_to_string(source)
+            .await
+            .map_err(|e| format!("could not read the JWKS file: {e}"))?
+    };
+    let value: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| format!("the JWKS is not JSON: {e}"))?;
+    let set: JwkSet = serde_json::from_value(value.clone())
+        .map_err(|e| format!("not a JWKS ({{\"keys\": [...]}}): {e}"))?;
+    if set.keys.is_empty() {
+        return Err("the JWKS has no keys".into());
+    }
+    for k in &set.keys {
+        if algorithm_of(k).is_none() {
+            return Err(format!(
+                "key {:?}: only Ed25519 (OKP), EC P-256, RSA and oct keys are accepted, with an alg that fits the key",
+                k.common.key_id.as_deref().unwrap_or("(no kid)")
+            ));
+        }
+    }
+    Ok(value)
+}
+
+struct Entry {
+    tenant: String,
+    source: String,
+    keys: JwkSet,
+    read_at: Instant,
+    fetched_at: Instant,
+}
+
+pub struct Issuers {
+    db: PgPool,
+    http: reqwest::Client,
+    cache: tokio::sync::Mutex<HashMap<String, Option<Entry>>>,
+    unknown: Mutex<HashMap<String, Instant>>,
+}
+
+impl Issuers {
+    pub fn new(db: PgPool) -> Self {
+        Self {
+            db,
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("an HTTP client"),
+            cache: tokio::sync::Mutex::default(),
+            unknown: Mutex::default(),
+        }
+    }
+
+    /// The key `iss` signs with under `kid` (or its only key when the token
+    /// names none). `None`: unknown issuer or key.
+    pub async fn key_for(
+        &self,
+        iss: &str,
+        kid: Option<&str>,
+    ) -> Result<Option<IssuerKey>, DbError> {
+        if self
+            .unknown
+            .lock()
+            .unwrap()
+            .get(iss)
+            .is_some_and(|t| t.elapsed() < MIN_REFETCH)
+        {
+            return Ok(None);
+        }
+        let mut cache = self.cache.lock().await;
+        let stale = cache.get(iss).is_none_or(|e| {
+            e.as_ref()
+                .is_none_or(|e| e.read_at.elapsed() > REGISTRY_TTL)
+        });
+        if stale {
+            let entry = db::issuer_by_name(&self.db, iss).await?.and_then(|r| {
+                let keys: JwkSet = serde_json::from_value(r.jwks.0).ok()?;
+                let old_fetch = cache
+                    .get(iss)
+                    .and_then(|e| e.as_ref())
+                    .filter(|e| e.source == r.jwks_source)
+                    .map(|e| (e.keys.clone(), e.fetched_at));
+                let (keys, fetched_at) = old_fetch.unwrap_or((keys, Instant::now()));
+                Some(Entry {
+                    tenant: r.tenant,
+                    source: r.jwks_source,
+                    keys,
+                    read_at: Instant::now(),
+                    fetched_at,
+                })
+            });
+            cache.insert(iss.to_string(), entry);
+        }
+        let Some(Some(entry)) = cache.get_mut(iss) else {
+            if cache.len() > 10_000 {
+                cache.clear();
+            }
+            self.unknown
+                .lock()
+                .unwrap()
+                .insert(iss.to_string(), Instant::now());
+            return Ok(None);
+        };
+        let found = find(&entry.keys, kid).is_some();
+        let due = entry.fetched_at.elapsed() > JWKS_REFRESH
+            || (!found && entry.fetched_at.elapsed() > MIN_REFETCH);
+        if due {
+            entry.fetched_at = Instant::now();
+            match load_jwks(&self.http, &entry.source).await {
+                Ok(v) => match serde_json::from_value::<JwkSet>(v) {
+                    Ok(keys) => {
+                        tracing::info!(
+                            issuer = iss,
+                            keys = keys.keys.len(),
+                            "refreshed an issuer's keys"
+                        );
+                        entry.keys = keys;
+                    }
+                    Err(e) => {
+                        tracing::warn!(issuer = iss, error = %e, "an issuer's JWKS did not parse")
+                    }
+                },
+                Err(e) => {
+                    tracing::warn!(issuer = iss, error = %e, "could not refresh an issuer's keys; keeping the old ones")
+                }
+            }
+        }
+        let Some(jwk) = find(&entry.keys, kid) else {
+            return Ok(None);
+        };
+        let (Some(algorithm), Ok(key)) = (algorithm_of(jwk), DecodingKey::from_jwk(jwk)) else {
+            return Ok(None);
+        };
+        Ok(Some(IssuerKey {
+            tenant: entry.tenant.clone(),
+            key,
+            algorithm,
+        }))
+    }
+}
+
+fn find<'a>(keys: &'a JwkSet, kid: Option<&str>) -> Option<&'a Jwk> {
+    match kid {
+        Some(kid) => keys.find(kid),
+        None if keys.keys.len() == 1 => keys.keys.first(),
+        None => None,
+    }
+}

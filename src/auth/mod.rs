@@ -1,0 +1,44 @@
+//! Authentication: a bearer credential becomes an [`Access`] (a tenant, and for
+//! a grant its subject and limits), or 401. API keys come from configuration or
+//! from Postgres; grants are JWTs, the broker's own or a tenant's. Rate limits
+//! apply to what was authenticated.
+
+pub mod grants;
+pub mod issuers;
+pub mod keys;
+pub mod rate;
+
+use crate::domain::access::Access;
+use crate::error::ApiError;
+
+pub struct Authenticator {
+    pub env_keys: keys::EnvKeys,
+    pub keys: keys::KeyStore,
+    pub grants: grants::Grants,
+    pub rate: rate::RateLimits,
+}
+
+impl Authenticator {
+    pub async fn authenticate(&self, credential: &str) -> Result<Access, ApiError> {
+        if grants::looks_like_jwt(credential) {
+            let (tenant, grant) = self.grants.verify(credential).await?;
+            self.rate.check_subject(&tenant, &grant.subject)?;
+            return Ok(Access {
+                tenant,
+                grant: Some(grant),
+            });
+        }
+        if let Some(tenant) = self.env_keys.tenant_of(credential) {
+            let tenant = tenant.to_string();
+            self.rate.check_key(&format!("env:{tenant}"))?;
+            return Ok(Access::api_key(tenant));
+        }
+        if credential.starts_with(keys::KEY_PREFIX) {
+            if let Some((id, tenant)) = self.keys.lookup(credential).await? {
+                self.rate.check_key(&id.to_string())?;
+                return Ok(Access::api_key(tenant));
+            }
+        }
+        Err(ApiError::Unauthorized)
+    }
+}

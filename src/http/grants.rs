@@ -1,0 +1,143 @@
+//! `POST /v1/grants`: an API key mints an upload grant for one end user.
+
+use super::extract::ApiJson;
+use super::openapi::ErrorBody;
+use super::uploads::rfc3339;
+use super::AppState;
+use crate::auth::grants::MAX_LIFETIME_SECONDS;
+use crate::domain::access::GrantLimits;
+use crate::domain::request::{ContentType, Metadata};
+use crate::error::ApiError;
+use crate::http::auth::Caller;
+use axum::extract::State;
+use axum::Json;
+use http::StatusCode;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+/// A grant's life when the request names none.
+pub const DEFAULT_GRANT_TTL_SECONDS: i64 = 900;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(create_grant))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct GrantBody {
+    /// The end user, 1 to 128 characters.
+    subject: String,
+    /// Life of the grant: default 900, at most 86400.
+    ttl_seconds: Option<i64>,
+    /// Largest `size` the grant may create.
+    max_upload_size: Option<u64>,
+    /// Most uploads the grant may create in its life.
+    max_uploads: Option<u32>,
+    /// Allowed content types: exact (`video/mp4`) or a whole type (`image/*`).
+    content_types: Option<Vec<String>>,
+    /// Metadata forced onto every upload; wins over the client's.
+    metadata: Option<BTreeMap<String, String>>,
+    /// May the grant ask for download URLs (default false).
+    allow_download: Option<bool>,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct GrantResponse {
+    /// The grant: a JWT to hand to the browser or app, as its bearer credential.
+    grant: String,
+    subject: String,
+    expires_at: String,
+}
+
+impl GrantBody {
+    fn limits(self) -> Result<(String, i64, GrantLimits), ApiError> {
+        let bad = |m: String| ApiError::InvalidRequest(m);
+        let subject = self.subject;
+        if subject.is_empty()
+            || subject.chars().count() > 128
+            || subject.chars().any(char::is_control)
+        {
+            return Err(bad("subject: must be 1 to 128 printable characters".into()));
+        }
+        let ttl = self.ttl_seconds.unwrap_or(DEFAULT_GRANT_TTL_SECONDS);
+        if !(1..=MAX_LIFETIME_SECONDS).contains(&ttl) {
+            return Err(bad(format!(
+                "ttlSeconds: must be 1 to {MAX_LIFETIME_SECONDS}"
+            )));
+        }
+        if self.max_upload_size == Some(0) {
+            return Err(bad("maxUploadSize: must be at least 1".into()));
+        }
+        if self.max_uploads == Some(0) {
+            return Err(bad("maxUploads: must be at least 1".into()));
+        }
+        if let Some(types) = &self.content_types {
+            if types.is_empty() {
+                return Err(bad(
+                    "contentTypes: list at least one, or leave it out".into()
+                ));
+            }
+            for t in types {
+                let ok = t == "*/*"
+                    || match t.strip_suffix("/*") {
+                        Some(kind) => ContentType::parse(Some(format!("{kind}/x"))).is_ok(),
+                        None => ContentType::parse(Some(t.clone())).is_ok(),
+                    };
+                if !ok {
+                    return Err(bad(format!(
+                        "contentTypes: {t:?} is not a MIME type (such as video/mp4) or a whole type (such as image/*)"
+                    )));
+                }
+            }
+        }
+        let metadata = Metadata::parse(self.metadata.clone())?;
+        Ok((
+            subject,
+            ttl,
+            GrantLimits {
+                max_upload_size: self.max_upload_size,
+                max_uploads: self.max_uploads,
+                content_types: self.content_types,
+                metadata: metadata.as_map().clone(),
+                allow_download: self.allow_download.unwrap_or(false),
+            },
+        ))
+    }
+}
+
+#[utoipa::path(post, path = "/v1/grants", security(("bearer" = [])), tag = "credentials",
+    summary = "Mint an upload grant",
+    description = "An API key mints a short-lived credential for one end user (a subject) of its tenant, to hand to a browser or an app. The grant acts only on its subject's uploads, within its limits.",
+    request_body = GrantBody,
+    responses((status = 201, description = "The grant", body = GrantResponse),
+        (status = 400, description = "INVALID_REQUEST: malformed JSON or an invalid field", body = ErrorBody),
+        (status = 401, description = "UNAUTHORIZED: no or unknown credential", body = ErrorBody),
+        (status = 403, description = "FORBIDDEN: a grant cannot mint grants", body = ErrorBody),
+        (status = 413, description = "BODY_TOO_LARGE: the request body is over the limit", body = ErrorBody),
+        (status = 415, description = "UNSUPPORTED_MEDIA_TYPE: the body is not application/json", body = ErrorBody),
+        (status = 429, description = "RATE_LIMITED: too many requests (Retry-After)", body = ErrorBody),
+        (status = 503, description = "UNAVAILABLE: too many requests in flight", body = ErrorBody)))]
+async fn create_grant(
+    State(state): State<AppState>,
+    Caller(access): Caller,
+    ApiJson(body): ApiJson<GrantBody>,
+) -> Result<(StatusCode, Json<GrantResponse>), ApiError> {
+    access.require_api_key("mint grants")?;
+    let (subject, ttl, limits) = body.limits()?;
+    let (grant, expires_at) = state
+        .auth
+        .grants
+        .mint(&access.tenant, &subject, ttl, limits);
+    Ok((
+        StatusCode::CREATED,
+        Json(GrantResponse {
+            grant,
+            subject,
+            expires_at: rfc3339(&expires_at),
+        }),
+    ))
+}
