@@ -53,8 +53,10 @@ struct State {
     throttle_put: AtomicU64,
     /// Bytes per second per connection for GET response bodies (0: no limit).
     throttle_get: AtomicU64,
-    /// Response body bytes sent to clients for GetObject requests.
+    /// Response body bytes of successful GetObject answers sent to clients.
     get_bytes: AtomicU64,
+    /// Bumped by `reset_counts`: requests of an earlier epoch no longer count.
+    epoch: AtomicU64,
 }
 
 #[derive(Clone)]
@@ -134,7 +136,9 @@ impl Proxy {
 
     /// Forgets what was seen (counts, bytes); rules stay.
     pub fn reset_counts(&self) {
-        self.state.seen.lock().unwrap().clear();
+        let mut seen = self.state.seen.lock().unwrap();
+        self.state.epoch.fetch_add(1, Ordering::SeqCst);
+        seen.clear();
         self.state.get_bytes.store(0, Ordering::SeqCst);
     }
 }
@@ -189,6 +193,13 @@ fn rewrite_head(head: &[u8]) -> (Vec<u8>, Option<u64>, bool) {
     (out.into_bytes(), len, chunked)
 }
 
+/// Where a body's bytes are counted, while its epoch lasts.
+struct Counter<'a> {
+    bytes: &'a AtomicU64,
+    epoch: &'a AtomicU64,
+    at: u64,
+}
+
 /// Copies `len` bytes (after `first`) from `r` to `w`, throttled; stops at
 /// `stop_at` bytes if given. Returns the bytes copied.
 async fn copy_body<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
@@ -198,7 +209,7 @@ async fn copy_body<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
     len: Option<u64>,
     stop_at: Option<u64>,
     rate: u64,
-    counter: Option<&AtomicU64>,
+    counter: Option<Counter<'_>>,
 ) -> std::io::Result<u64> {
     let limit = match (len, stop_at) {
         (Some(l), Some(s)) => Some(l.min(s)),
@@ -228,8 +239,10 @@ async fn copy_body<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
             .unwrap_or(chunk.len());
         w.write_all(&chunk[..take]).await?;
         done += take as u64;
-        if let Some(c) = counter {
-            c.fetch_add(take as u64, Ordering::SeqCst);
+        if let Some(c) = &counter {
+            if c.epoch.load(Ordering::SeqCst) == c.at {
+                c.bytes.fetch_add(take as u64, Ordering::SeqCst);
+            }
         }
         if rate > 0 {
             tokio::time::sleep(Duration::from_secs_f64(take as f64 / rate as f64)).await;
@@ -275,7 +288,7 @@ async fn handle(state: Arc<State>, client: TcpStream) -> std::io::Result<()> {
             .find(|(k, nth, _)| *k == kind && *nth == n)
             .map(|r| r.2)
     };
-    let idx = {
+    let (idx, epoch) = {
         let mut seen = state.seen.lock().unwrap();
         seen.push(Seen {
             kind,
@@ -284,10 +297,21 @@ async fn handle(state: Arc<State>, client: TcpStream) -> std::io::Result<()> {
             fault,
             status: None,
         });
-        seen.len() - 1
+        (seen.len() - 1, state.epoch.load(Ordering::SeqCst))
     };
-    let set_status = |s: u16| state.seen.lock().unwrap()[idx].status = Some(s);
+    let set_status = |s: u16| {
+        let mut seen = state.seen.lock().unwrap();
+        if state.epoch.load(Ordering::SeqCst) == epoch {
+            seen[idx].status = Some(s);
+        }
+    };
     let (new_head, req_len, chunked) = rewrite_head(&head);
+    // No length and not chunked: no body.
+    let req_len = if chunked {
+        None
+    } else {
+        Some(req_len.unwrap_or(0))
+    };
 
     if let Some(Fault::Status(code)) = fault {
         // Read the body, then answer like an overloaded storage would.
@@ -369,7 +393,12 @@ async fn handle(state: Arc<State>, client: TcpStream) -> std::io::Result<()> {
     };
     let resp_fault = if get { fault } else { None };
     let stop = resp_fault.map(|_| resp_len.unwrap_or(0) / 2);
-    let counter = get.then_some(&state.get_bytes);
+    // Object bytes only (not error documents).
+    let counter = (get && (200..300).contains(&status)).then_some(Counter {
+        bytes: &state.get_bytes,
+        epoch: &state.epoch,
+        at: epoch,
+    });
     let copied = copy_body(&rrest, &mut ur, &mut cw, resp_len, stop, get_rate, counter).await;
     match resp_fault {
         Some(Fault::ResetMidBody) => {
