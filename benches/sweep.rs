@@ -80,6 +80,7 @@ fn main() {
                     plan: Some(plan),
                     metadata: Default::default(),
                     fingerprint_mac: None,
+                    size_limit: None,
                     origin: upload_broker::domain::upload::Origin::Native,
                     checksum_algorithm: None,
                     etag: None,

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Runs a benchmark in release mode: `scripts/bench.sh presign` (no services) or
-# `scripts/bench.sh sweep` (starts Postgres and LocalStack like the tests).
+# Runs a benchmark in release mode: `scripts/bench.sh presign` (no services),
+# `scripts/bench.sh sweep` (starts Postgres and LocalStack like the tests) or
+# `scripts/bench.sh grants` (Postgres).
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
-name="${1:?usage: scripts/bench.sh presign|sweep}"
+name="${1:?usage: scripts/bench.sh presign|sweep|grants}"
 if [ "$name" = sweep ]; then
   export DATABASE_URL="${BENCH_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/upload_broker_bench}"
   ensure_postgres
@@ -13,5 +14,10 @@ if [ "$name" = sweep ]; then
   start_localstack "$(free_port)" "$ls_dir"
   export S3_BUCKET=upload-broker-bench AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test
   AWS_ENDPOINT_URL="$S3_ENDPOINT" "$LS_VENV/bin/python" localstack/init/ready.d/10-create-bucket.py >&2
+fi
+if [ "$name" = grants ]; then
+  export DATABASE_URL="${BENCH_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/upload_broker_bench}"
+  ensure_postgres
+  ensure_database
 fi
 cargo bench --locked --bench "$name"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Fails if the logs of a test run hold a secret: a resume token, a presigned URL
-# signature or credential scope, an API key used by the tests, a bearer header,
-# or an AWS secret key. Usage: scripts/check-log-secrecy.sh DIR
+# signature or credential scope, an API key used by the tests (or one made with
+# `keys create`), a grant (JWT), a bearer header, or an AWS secret key. Usage: scripts/check-log-secrecy.sh DIR
 set -euo pipefail
 dir="${1:?usage: check-log-secrecy.sh DIR}"
 shopt -s nullglob
@@ -28,5 +28,10 @@ check "presigned URL credential" '(?i)x-amz-credential'
 check "API key" 'key-of-tenant-[ab]|cli-secret-api-key'
 check "bearer credential" '(?i)bearer [A-Za-z0-9]'
 check "AWS secret" '(?i)secret_access_key"\s*:\s*"[^"<*]'
+# Grants (JWTs): base64url of a JSON header, a payload and a signature.
+check "grant (JWT)" 'eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*'
+# API keys kept in Postgres, and the tests' metrics token and browser key.
+check "API key (ubk_)" 'ubk_[A-Za-z0-9_-]{20,}'
+check "test secret" 'metrics-token-0123456789|e2e-browser-key'
 if [ "$found" -ne 0 ]; then exit 1; fi
 echo "log secrecy: $lines lines in ${#files[@]} files, no resume token, URL signature, API key or secret"

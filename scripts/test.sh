@@ -64,7 +64,9 @@ log "Checking the logs of the whole run for secrets"
 # First prove the check catches what it looks for.
 planted="$(mktemp -d)"
 for secret in "AQGh_SJQMnN6hnue87RXqBPtlk6ztll4__AUVh2EH_UGkJvynUcDXcIwkb80TPfRig" \
-              "X-Amz-Signature=98eb4715a7" "Bearer key-of-tenant-a"; do
+              "X-Amz-Signature=98eb4715a7" "Bearer key-of-tenant-a" \
+              "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ1c2VyLTQyIn0.c2lnbmF0dXJlLXNpZ25hdHVyZQ" \
+              "ubk_Wm9vb29vb29vb29vb29vb29vb29vb29vb29vb28" "e2e-browser-key"; do
   { for _ in $(seq 1 120); do echo '{"route":"/v1/uploads/{token}/complete"}'; done; echo "{\"msg\":\"$secret\"}"; } > "$planted/t.log"
   if bash scripts/check-log-secrecy.sh "$planted" >/dev/null 2>&1; then
     die "the log secrecy check missed a planted secret ($secret)"

@@ -554,6 +554,15 @@ impl ServeArgs {
         if self.header_timeout < Duration::from_secs(1) {
             return Err(cfg_err("BROKER_HEADER_TIMEOUT", "must be at least 1s"));
         }
+        if self.grant_key.as_deref().is_some_and(|k| k.len() < 32) {
+            return Err(cfg_err("BROKER_GRANT_KEY", "must be at least 32 bytes"));
+        }
+        if self.tenant_max_active_uploads == 0 {
+            return Err(cfg_err("TENANT_MAX_ACTIVE_UPLOADS", "must be at least 1"));
+        }
+        if self.subject_max_active_uploads == 0 {
+            return Err(cfg_err("SUBJECT_MAX_ACTIVE_UPLOADS", "must be at least 1"));
+        }
         if self
             .metrics_token
             .as_deref()

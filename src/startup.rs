@@ -21,6 +21,7 @@ pub struct Application {
     shutdown_timeout: Duration,
     sweeper: Option<(Sweeper, Duration)>,
     limits: ListenerLimits,
+    auth: Arc<crate::auth::Authenticator>,
 }
 
 impl Application {
@@ -67,9 +68,10 @@ impl Application {
             rate: crate::auth::rate::RateLimits::new(config.rate_limit, config.api_key_rate_limit),
         };
         crate::metrics::handle(); // installs the recorder
+        let auth = Arc::new(auth);
         let state = AppState {
             broker,
-            auth: Arc::new(auth),
+            auth: auth.clone(),
             metrics_token: config.metrics_token.clone().map(Arc::new),
         };
         let metrics = match config.metrics_listen {
@@ -100,6 +102,7 @@ impl Application {
             metrics,
             shutdown_timeout: config.shutdown_timeout,
             sweeper,
+            auth,
             limits: ListenerLimits {
                 header_read_timeout: config.header_read_timeout,
                 max_connections: config.max_connections,
@@ -139,11 +142,21 @@ impl Application {
         let sweep = self
             .sweeper
             .map(|(s, every)| tokio::spawn(crate::sweep::periodic(s, every)));
+        // Rate limiters forget idle subjects now and then.
+        let auth = self.auth.clone();
+        let shrink = tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                every.tick().await;
+                auth.rate.shrink();
+            }
+        });
         tokio::select! {
             joined = &mut server => return joined.map_err(std::io::Error::other),
             _ = shutdown => {}
         }
         let _ = tx.send(true);
+        shrink.abort();
         if let Some(s) = sweep {
             s.abort();
         }

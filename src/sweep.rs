@@ -274,6 +274,7 @@ impl Sweeper {
                     break;
                 }
             }
+            db::delete_expired_grant_uses(&self.db, clock()).await?;
             loop {
                 let n =
                     db::delete_finished(&self.db, clock() - retention, self.settings.batch_size)

@@ -130,6 +130,14 @@ fn bad_configuration_is_one_line_naming_the_variable_and_exit_2() {
             ],
             "METRICS_TOKEN",
         ),
+        (
+            vec![
+                ("DATABASE_URL", db),
+                ("S3_BUCKET", "b"),
+                ("BROKER_GRANT_KEY", "too-short"),
+            ],
+            "BROKER_GRANT_KEY",
+        ),
     ];
     for (env, variable) in cases {
         let mut c = broker();

@@ -635,3 +635,69 @@ async fn tenant_signed_grants_with_every_algorithm_and_key_rotation(pool: PgPool
         "the new kid was fetched on first sight (within the refetch interval)"
     );
 }
+
+#[sqlx::test]
+async fn a_grants_size_limit_holds_on_uploads_without_a_declared_size(pool: PgPool) {
+    // The Companion-compatible routes declare no size: the grant's limit is
+    // applied to the parts at completion.
+    let app = TestApp::spawn(pool).await;
+    let g = app
+        .grant(json!({"subject": "u", "maxUploadSize": 8 * MIB}))
+        .await;
+    let (s, v) = app
+        .call_as(
+            &g,
+            Method::POST,
+            "/s3/multipart",
+            Some(json!({"filename": "big.bin", "type": "application/octet-stream"})),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let (id, key) = (
+        v["uploadId"].as_str().unwrap().to_string(),
+        v["key"].as_str().unwrap().to_string(),
+    );
+    let enc = |s: &str| {
+        s.replace('/', "%2F")
+            .replace('+', "%2B")
+            .replace('=', "%3D")
+    };
+    let mut parts = Vec::new();
+    for n in 1..=2u32 {
+        let (s, v) = app
+            .call_as(
+                &g,
+                Method::GET,
+                &format!("/s3/multipart/{}/{n}?key={}", enc(&id), enc(&key)),
+                None,
+            )
+            .await;
+        assert_eq!(s, 200, "{v}");
+        let res = app
+            .http
+            .put(v["url"].as_str().unwrap())
+            .body(data(PART, n as u64))
+            .send()
+            .await
+            .unwrap();
+        assert!(res.status().is_success());
+        parts.push(json!({"PartNumber": n, "ETag": res.headers()["etag"].to_str().unwrap()}));
+    }
+    let path = format!("/s3/multipart/{}/complete?key={}", enc(&id), enc(&key));
+    // Refused for the grant and for the tenant's API key alike: the limit is the upload's.
+    for cred in [g.as_str(), KEY_A] {
+        let (s, v) = app
+            .call_as(cred, Method::POST, &path, Some(json!({"parts": parts})))
+            .await;
+        assert_eq!((s, error_code(&v)), (413, "TOO_LARGE"), "{v}");
+    }
+    let (s, _) = app
+        .call_as(
+            &g,
+            Method::DELETE,
+            &format!("/s3/multipart/{}?key={}", enc(&id), enc(&key)),
+            None,
+        )
+        .await;
+    assert_eq!(s, 200, "still abortable");
+}

@@ -235,7 +235,12 @@ impl Broker {
             PartPlan::from_stored(total, part_size, parts.len() as u32).ok_or_else(|| {
                 ApiError::InvalidRequest("parts: an empty upload cannot be completed".into())
             })?;
-        let max = self.inner.settings.plan_limits.max_upload_size;
+        let max = self
+            .inner
+            .settings
+            .plan_limits
+            .max_upload_size
+            .min(upload.size_limit.unwrap_or(u64::MAX));
         if learned.size() > max {
             // Refused before the provider call: the upload stays active, so the
             // client can abort it (or the sweep will).

@@ -106,6 +106,7 @@ impl Broker {
             } else {
                 Origin::Companion
             },
+            size_limit: access.grant.as_ref().and_then(|g| g.limits.max_upload_size),
             checksum_algorithm: start.checksum_algorithm,
             etag: None,
             checksum: None,

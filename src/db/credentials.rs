@@ -89,11 +89,11 @@ pub async fn insert_within_quotas(
         let counted: Option<i32> = sqlx::query_scalar(
             "insert into grant_uses (tenant, jti, uploads, expires_at) values ($1, $2, 1, $4) \
              on conflict (tenant, jti) do update set uploads = grant_uses.uploads + 1 \
-             where grant_uses.uploads < $3 returning uploads",
+             where grant_uses.uploads < $3::bigint returning uploads",
         )
         .bind(&u.tenant)
         .bind(g.id)
-        .bind(g.max_uploads as i32)
+        .bind(g.max_uploads as i64)
         .bind(g.expires_at)
         .fetch_optional(&mut *tx)
         .await?;

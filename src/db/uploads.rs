@@ -19,6 +19,7 @@ pub(super) struct UploadRow {
     metadata: sqlx::types::Json<BTreeMap<String, String>>,
     fingerprint_mac: Option<String>,
     origin: String,
+    size_limit: Option<i64>,
     checksum_algorithm: Option<String>,
     etag: Option<String>,
     checksum: Option<String>,
@@ -70,6 +71,7 @@ impl TryFrom<UploadRow> for Upload {
             metadata: r.metadata.0,
             fingerprint_mac: r.fingerprint_mac,
             origin: Origin::parse(&r.origin).ok_or_else(|| corrupt("origin"))?,
+            size_limit: r.size_limit.and_then(|n| u64::try_from(n).ok()),
             checksum_algorithm: match r.checksum_algorithm {
                 Some(a) => Some(
                     ChecksumAlgorithm::parse(&a).ok_or_else(|| corrupt("checksum_algorithm"))?,
@@ -102,15 +104,15 @@ pub(super) fn one(row: Option<UploadRow>) -> Result<Option<Upload>, DbError> {
 }
 
 pub(super) const COLUMNS: &str = "id, tenant, subject, status, bucket, object_key, provider_upload_id, filename, \
-    content_type, size, part_size, part_count, metadata, fingerprint_mac, origin, checksum_algorithm, \
+    content_type, size, part_size, part_count, metadata, fingerprint_mac, origin, size_limit, checksum_algorithm, \
     etag, checksum, object_size, completed_parts, created_at, expires_at, lease_until, claim";
 
 pub async fn insert_upload(db: impl PgExecutor<'_>, u: &Upload) -> Result<(), DbError> {
     sqlx::query(
         "insert into uploads (id, tenant, status, bucket, object_key, provider_upload_id, \
          filename, content_type, size, part_size, part_count, metadata, fingerprint_mac, \
-         created_at, expires_at, checksum_algorithm, origin, subject) \
-         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
+         created_at, expires_at, checksum_algorithm, origin, subject, size_limit) \
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)",
     )
     .bind(u.id)
     .bind(&u.tenant)
@@ -130,6 +132,7 @@ pub async fn insert_upload(db: impl PgExecutor<'_>, u: &Upload) -> Result<(), Db
     .bind(u.checksum_algorithm.map(|a| a.as_str()))
     .bind(u.origin.as_str())
     .bind(&u.subject)
+    .bind(u.size_limit.map(|n| n.min(i64::MAX as u64) as i64))
     .execute(db)
     .await?;
     Ok(())

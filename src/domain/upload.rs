@@ -257,6 +257,9 @@ pub struct Upload {
     pub fingerprint_mac: Option<String>,
     /// Which API created it: Companion routes act only on their own uploads.
     pub origin: Origin,
+    /// The largest size it may complete at, if its creator was held to one
+    /// (a grant's `maxUploadSize`).
+    pub size_limit: Option<u64>,
     /// Part checksums bound into part URLs, if the client chose an algorithm.
     pub checksum_algorithm: Option<super::checksum::ChecksumAlgorithm>,
     /// The finished object's ETag (completed uploads).
