@@ -4,11 +4,13 @@
 
 mod common;
 
-use common::proxy::{Kind, Proxy};
+use common::proxy::{Fault, Kind, Proxy};
 use common::*;
 use serde_json::Value;
 use std::process::Stdio;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use upload_broker_client::{Error, Event, Fingerprint, Source, UploadOptions};
 
 const LEN: u64 = 80 * MIB; // 16 parts of 5 MiB
 
@@ -188,4 +190,66 @@ async fn upb_interrupted_exits_3_and_resumes() {
     // Completed uploads leave the list.
     let (_, ls, _) = run(broker.upb(&dir.0).args(["ls"]));
     assert!(!ls.contains(&token), "{ls}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn library_resumes_by_token_after_a_refused_part() {
+    let proxy = Proxy::start(&s3_endpoint()).await;
+    let broker = Broker::start(BrokerOptions {
+        s3_endpoint: Some(proxy.url.clone()),
+        ..Default::default()
+    });
+    let dir = Scratch::new("by-token");
+    let file = dir.path("by-token.bin");
+    let len = 23 * MIB; // 5 parts: 4 of 5 MiB, the last 3 MiB
+    let sha = random_file(&file, len);
+    // A 4xx other than 403 is not retried: the upload stops there.
+    proxy.fault(Kind::PutPart, 4, Fault::Status(400));
+    let token = Arc::new(Mutex::new(None));
+    let t = token.clone();
+    let client = broker.client();
+    let err = client
+        .upload(
+            Source::from_path(&file).unwrap(),
+            UploadOptions {
+                concurrency: 1,
+                part_size: Some(5 * MIB),
+                fingerprint: Fingerprint::Off,
+                progress: Some(Arc::new(move |e| {
+                    if let Event::Created { upload } = e {
+                        *t.lock().unwrap() = Some(upload.resume_token.clone());
+                    }
+                })),
+                ..UploadOptions::default()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Storage { status: 400, .. }), "{err}");
+    assert!(!err.is_transient());
+    assert_eq!(proxy.requests(Kind::PutPart), 4);
+    assert_eq!(proxy.count(Kind::PutPart, 200), 3);
+    let token = token.lock().unwrap().clone().expect("no Created event");
+
+    // Another file (another size) is refused before anything is sent.
+    let other = client
+        .resume(&token, Source::from_bytes(vec![1u8; 1000], "other.bin"))
+        .await
+        .unwrap_err();
+    assert!(other.to_string().contains("not the same file"), "{other}");
+
+    proxy.reset_counts();
+    let done = client
+        .resume(&token, Source::from_path(&file).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(done.status, "completed");
+    assert_eq!(
+        proxy.requests(Kind::PutPart),
+        2,
+        "only parts 4 and 5 are sent"
+    );
+    let (object_sha, object_len) = object_sha256(&done.key).await;
+    assert_eq!(object_len, len);
+    assert_eq!(object_sha, sha);
 }
