@@ -513,13 +513,22 @@ impl Job {
                 });
             })
         };
-        // Borrowed stream → boxed for reqwest, which wants 'static: collect
-        // through a channel instead.
+        // The stream borrows this job; reqwest wants a 'static body: hand the
+        // chunks over through a channel. A failed read of the source is kept
+        // aside: it is not the network's fault, so it is not retried.
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(1);
-        let pump = async move {
+        let read_error: Mutex<Option<Error>> = Mutex::new(None);
+        let pump = async {
             futures_util::pin_mut!(body);
             while let Some(item) = body.next().await {
-                let item = item.map_err(std::io::Error::other);
+                let item = match item {
+                    Ok(chunk) => Ok(chunk),
+                    Err(e) => {
+                        let msg = e.to_string();
+                        *read_error.lock().unwrap() = Some(e);
+                        Err(std::io::Error::other(msg))
+                    }
+                };
                 let stop = item.is_err();
                 if tx.send(item).await.is_err() || stop {
                     break;
@@ -562,7 +571,12 @@ impl Job {
         };
         let (status, retry_after, has_etag, body) = match outcome {
             Ok(x) => x,
-            Err(e) => return Err(PutFailure::Retry(Error::Http(e), None)),
+            Err(e) => {
+                return Err(match read_error.lock().unwrap().take() {
+                    Some(read) => PutFailure::Fatal(read),
+                    None => PutFailure::Retry(Error::Http(e), None),
+                })
+            }
         };
         if status.is_success() {
             if !has_etag {

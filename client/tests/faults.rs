@@ -60,10 +60,13 @@ async fn upload_survives_resets_stalls_and_error_statuses() {
                 fingerprint: Fingerprint::Off,
                 progress: Some(Arc::new(move |e| {
                     if let Event::Retry {
-                        part_number, error, ..
+                        part_number,
+                        error,
+                        delay,
+                        ..
                     } = e
                     {
-                        r.lock().unwrap().push((part_number, error));
+                        r.lock().unwrap().push((part_number, error, delay));
                     }
                 })),
                 ..UploadOptions::default()
@@ -90,7 +93,13 @@ async fn upload_survives_resets_stalls_and_error_statuses() {
     assert_eq!(proxy.count(Kind::PutPart, 200), 10);
     let retries = retries.lock().unwrap().clone();
     assert_eq!(retries.len(), faults.len(), "{retries:?}");
-    let errors: Vec<&str> = retries.iter().map(|(_, e)| e.as_str()).collect();
+    let errors: Vec<&str> = retries.iter().map(|(_, e, _)| e.as_str()).collect();
+    // The injected answers carry `Retry-After: 1`: honoured (it is under the 2 s cap).
+    for (_, e, delay) in &retries {
+        if e.contains("503") || e.contains("500") || e.contains("429") {
+            assert_eq!(*delay, Duration::from_secs(1), "{e}");
+        }
+    }
     assert!(
         errors.iter().any(|e| e.starts_with("stalled")),
         "{errors:?}"

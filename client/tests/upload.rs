@@ -134,3 +134,55 @@ async fn library_uploads_with_sha256() {
 async fn library_uploads_without_checksum() {
     library_upload(Checksum::None, 8).await;
 }
+
+/// A source that ends early (a file truncated during the upload).
+struct Shrinking(bytes::Bytes, u64);
+
+impl upload_broker_client::ReadAt for Shrinking {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
+        if offset >= self.1 {
+            return Ok(0);
+        }
+        let n = buf.len().min((self.1 - offset) as usize);
+        upload_broker_client::ReadAt::read_at(&self.0, &mut buf[..n], offset)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_that_ends_early_fails_without_retries() {
+    let broker = Broker::start(BrokerOptions::default());
+    let len = 12 * MIB;
+    let source = Source::from_reader(
+        Shrinking(bytes::Bytes::from(vec![3u8; len as usize]), 7 * MIB),
+        len,
+        "shrinking.bin",
+    );
+    let retries = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let r = retries.clone();
+    let err = broker
+        .client()
+        .upload(
+            source,
+            UploadOptions {
+                concurrency: 1,
+                part_size: Some(5 * MIB),
+                checksum: Checksum::None,
+                fingerprint: Fingerprint::Off,
+                progress: Some(std::sync::Arc::new(move |e| {
+                    if let Event::Retry { .. } = e {
+                        r.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    }
+                })),
+                ..UploadOptions::default()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("the source ended at 7340032 bytes"),
+        "{err}"
+    );
+    assert!(!err.is_transient(), "{err}");
+    assert_eq!(retries.load(std::sync::atomic::Ordering::SeqCst), 0);
+}
