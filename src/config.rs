@@ -158,8 +158,8 @@ pub struct SweepTuning {
 }
 
 impl SweepTuning {
-    pub fn settings(&self, key_prefix: &str) -> crate::sweep::SweepSettings {
-        crate::sweep::SweepSettings {
+    pub fn settings(&self, key_prefix: &str) -> SweepSettings {
+        SweepSettings {
             batch_size: self.sweep_batch_size,
             lease: Duration::from_secs(600),
             retention: self.retention,
@@ -415,6 +415,27 @@ pub struct StorageConfig {
     pub complete_timeout: Duration,
 }
 
+/// How the sweep works.
+#[derive(Debug, Clone)]
+pub struct SweepSettings {
+    /// Uploads claimed per batch.
+    pub batch_size: i64,
+    /// How long a claim holds before another sweep may take the row over.
+    pub lease: Duration,
+    /// Finished records older than this are deleted.
+    pub retention: Duration,
+    /// Key prefix the orphan scan looks under.
+    pub key_prefix: String,
+}
+
+/// The quotas a create is held to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quotas {
+    pub tenant_max_active_uploads: u64,
+    pub tenant_max_active_bytes: Option<u64>,
+    pub subject_max_active_uploads: u64,
+}
+
 /// How long a completer holds an upload before another caller may take over,
 /// unless it renews its lease (it does, every third of it, while it works).
 pub const DEFAULT_COMPLETION_LEASE: Duration = Duration::from_secs(300);
@@ -452,7 +473,7 @@ pub struct Config {
     pub metrics_token: Option<Secret<String>>,
     /// Key of the broker's own grants; `None`: derived from the token secret.
     pub grant_key: Option<Secret<String>>,
-    pub quotas: crate::db::Quotas,
+    pub quotas: Quotas,
     /// Requests per second per grant subject (0: off).
     pub rate_limit: u32,
     /// Requests per second per API key (0: off).
@@ -460,7 +481,7 @@ pub struct Config {
     pub migrate: bool,
     /// Zero: no periodic sweep.
     pub sweep_interval: Duration,
-    pub sweep: crate::sweep::SweepSettings,
+    pub sweep: SweepSettings,
 }
 
 impl StorageArgs {
@@ -632,7 +653,7 @@ impl ServeArgs {
                 .clone()
                 .map(|t| Secret::new(t.trim().to_string())),
             grant_key: self.grant_key.clone().map(Secret::new),
-            quotas: crate::db::Quotas {
+            quotas: Quotas {
                 tenant_max_active_uploads: self.tenant_max_active_uploads,
                 tenant_max_active_bytes: self.tenant_max_active_bytes,
                 subject_max_active_uploads: self.subject_max_active_uploads,

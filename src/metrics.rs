@@ -75,23 +75,17 @@ pub fn part_urls_signed(n: usize) {
     counter!("upload_broker_part_urls_signed_total").increment(n as u64);
 }
 
-pub fn sweep_run(report: &crate::sweep::SweepReport) {
+/// One sweep run: uploads by outcome (`aborted`, `already_gone`,
+/// `recovered_completed`, `aborts_finished`, `failed`), records deleted, and
+/// orphans by outcome (`found`, `aborted`, `failed`).
+pub fn sweep_run(uploads: &[(&'static str, u64)], deleted: u64, orphans: &[(&'static str, u64)]) {
     counter!("upload_broker_sweep_runs_total").increment(1);
-    for (outcome, n) in [
-        ("aborted", report.aborted),
-        ("already_gone", report.already_gone),
-        ("recovered_completed", report.recovered_completed),
-        ("failed", report.failed),
-    ] {
-        counter!("upload_broker_sweep_uploads_total", "outcome" => outcome).increment(n);
+    for (outcome, n) in uploads {
+        counter!("upload_broker_sweep_uploads_total", "outcome" => *outcome).increment(*n);
     }
-    counter!("upload_broker_sweep_records_deleted_total").increment(report.deleted);
-    for (outcome, n) in [
-        ("found", report.orphans_found),
-        ("aborted", report.orphans_aborted),
-        ("failed", report.orphans_failed),
-    ] {
-        counter!("upload_broker_sweep_orphans_total", "outcome" => outcome).increment(n);
+    counter!("upload_broker_sweep_records_deleted_total").increment(deleted);
+    for (outcome, n) in orphans {
+        counter!("upload_broker_sweep_orphans_total", "outcome" => *outcome).increment(*n);
     }
 }
 

@@ -4,12 +4,11 @@
 //! instrumented with the operation and key, never with a URL, body or credential.
 
 use crate::config::StorageConfig;
-use crate::db::FinishedObject;
 use crate::domain::checksum::{ChecksumAlgorithm, PartChecksum};
 use crate::domain::object_key::ObjectKey;
 use crate::domain::part_plan::PartNumber;
 use crate::domain::request::{ContentType, Metadata};
-use crate::domain::upload::StoredPart;
+use crate::domain::upload::{FinishedObject, StoredPart};
 use aws_sdk_s3::config::{Region, RequestChecksumCalculation, ResponseChecksumValidation};
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::presigning::PresigningConfig;
@@ -475,6 +474,7 @@ impl Storage {
                     .list_multipart_uploads()
                     .bucket(&self.bucket)
                     .prefix(prefix)
+                    .max_uploads(self.list_parts_page_size)
                     .set_key_marker(key_marker.take())
                     .set_upload_id_marker(id_marker.take())
                     .send()

@@ -16,18 +16,7 @@ use serde::Serialize;
 use sqlx::PgPool;
 use std::time::Duration;
 
-/// How the sweep works.
-#[derive(Debug, Clone)]
-pub struct SweepSettings {
-    /// Uploads claimed per batch.
-    pub batch_size: i64,
-    /// How long a claim holds before another sweep may take the row over.
-    pub lease: Duration,
-    /// Finished records older than this are deleted.
-    pub retention: Duration,
-    /// Key prefix the orphan scan looks under.
-    pub key_prefix: String,
-}
+pub use crate::config::SweepSettings;
 
 /// What one run did (or, in a dry run, would do).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -290,7 +279,21 @@ impl Sweeper {
             report.add(&orphans);
         }
         if !opts.dry_run {
-            crate::metrics::sweep_run(&report);
+            crate::metrics::sweep_run(
+                &[
+                    ("aborted", report.aborted),
+                    ("already_gone", report.already_gone),
+                    ("recovered_completed", report.recovered_completed),
+                    ("aborts_finished", report.aborts_finished),
+                    ("failed", report.failed),
+                ],
+                report.deleted,
+                &[
+                    ("found", report.orphans_found),
+                    ("aborted", report.orphans_aborted),
+                    ("failed", report.orphans_failed),
+                ],
+            );
         }
         Ok(report)
     }

@@ -451,9 +451,10 @@ async fn the_sweep_command_end_to_end(pool: sqlx::PgPool) {
         app.in_progress_uploads().await,
         vec![live["uploadId"].as_str().unwrap().to_string()]
     );
-    let (s, _) = app.get_status(&token(&a)).await;
-    assert_eq!(s, 410);
-    let _ = b;
+    for expired in [&a, &b] {
+        let (s, _) = app.get_status(&token(expired)).await;
+        assert_eq!(s, 410);
+    }
 
     // Orphans under the prefix; --older-than 0s counts them as old.
     let key = format!("{}orphans/o.bin", app.prefix);
@@ -487,4 +488,123 @@ async fn the_sweep_command_end_to_end(pool: sqlx::PgPool) {
         .env("DATABASE_URL", &db)
         .env("S3_BUCKET", "b"));
     assert_eq!(code, 2, "{err}");
+}
+
+/// Starts `serve` on a free port; returns the child and its base URL once it answers.
+async fn serve_on(
+    db: &str,
+    state_dir: &std::path::Path,
+    s3: &str,
+    prefix: &str,
+) -> (std::process::Child, String) {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let child = broker()
+        .arg("serve")
+        .env("DATABASE_URL", db)
+        .env("S3_BUCKET", bucket())
+        .env("S3_ENDPOINT", s3)
+        .env("S3_FORCE_PATH_STYLE", "true")
+        .env("S3_KEY_PREFIX", prefix)
+        .env("BROKER_LISTEN", format!("127.0.0.1:{port}"))
+        .env("BROKER_API_KEYS", "acme:restart-key-0123456789")
+        .env("STATE_DIRECTORY", state_dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while reqwest::get(format!("{base}/healthz")).await.is_err() {
+        assert!(Instant::now() < deadline, "the broker did not start");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    (child, base)
+}
+
+fn wait_exit(child: &mut std::process::Child, within: Duration) -> std::process::ExitStatus {
+    let start = Instant::now();
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s;
+        }
+        assert!(start.elapsed() < within, "no exit after SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[tokio::test]
+async fn sigterm_drains_a_request_in_flight_and_tokens_survive_a_restart() {
+    let db = fresh_database().await;
+    let state_dir = std::env::temp_dir().join(format!("ub-state-{}", uuid::Uuid::new_v4()));
+    let prefix = format!("cli-{}/", uuid::Uuid::new_v4());
+    // Storage through a proxy that holds the completion 2 s.
+    let proxy = common::proxy::FaultProxy::start().await;
+    *proxy.faults.hold_complete.lock().unwrap() = Some((1, Duration::from_secs(2)));
+    let (mut child, base) = serve_on(&db, &state_dir, &proxy.url, &prefix).await;
+    let http = reqwest::Client::new();
+    let key = "restart-key-0123456789";
+    let c: Value = http
+        .post(format!("{base}/v1/uploads"))
+        .bearer_auth(key)
+        .json(&json!({"filename": "d.bin", "size": 4}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let url = c["parts"][0]["url"].as_str().unwrap().to_string();
+    assert!(http
+        .put(&url)
+        .body("data")
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .is_success());
+    let t = token(&c);
+    let completing = {
+        let r = http
+            .post(format!("{base}/v1/uploads/{t}/complete"))
+            .bearer_auth(key);
+        tokio::spawn(async move { r.send().await.unwrap().status().as_u16() })
+    };
+    while proxy.count(common::proxy::Call::CompleteMultipartUpload) == 0 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // SIGTERM while the completion is in flight: it is answered, then the broker exits 0.
+    assert!(Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    assert_eq!(
+        completing.await.unwrap(),
+        200,
+        "the request in flight was drained"
+    );
+    assert!(wait_exit(&mut child, Duration::from_secs(20)).success());
+
+    // A new process on the same key file knows the token.
+    let (mut again, base) = serve_on(&db, &state_dir, &endpoint(), &prefix).await;
+    let res = http
+        .get(format!("{base}/v1/uploads/{t}"))
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200, "the token survived the restart");
+    let v: Value = res.json().await.unwrap();
+    assert_eq!(v["status"], "completed");
+    assert!(Command::new("kill")
+        .args(["-TERM", &again.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    assert!(wait_exit(&mut again, Duration::from_secs(20)).success());
+    let _ = std::fs::remove_dir_all(state_dir);
+    drop_database(&db).await;
 }

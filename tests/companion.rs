@@ -7,7 +7,6 @@ use common::*;
 use reqwest::Method;
 use serde_json::{json, Value};
 use sqlx::PgPool;
-use std::time::Duration;
 
 const PART: usize = 5 * MIB;
 
@@ -343,7 +342,6 @@ async fn abort_expiry_and_the_sweep_apply(pool: PgPool) {
         .unwrap();
     assert_eq!(r.aborted, 1, "{r:?}");
     assert!(app.in_progress_uploads().await.is_empty());
-    let _ = Duration::ZERO;
 }
 
 #[sqlx::test]

@@ -7,15 +7,11 @@ use reqwest::Method;
 use serde_json::{json, Value};
 use sqlx::PgPool;
 
-async fn raw(
-    app: &TestApp,
-    r: reqwest::RequestBuilder,
-) -> (u16, Value, reqwest::header::HeaderMap) {
+async fn raw(r: reqwest::RequestBuilder) -> (u16, Value, reqwest::header::HeaderMap) {
     let res = r.send().await.unwrap();
     let status = res.status().as_u16();
     let headers = res.headers().clone();
     let text = res.text().await.unwrap();
-    let _ = app;
     let v = serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON ({status}): {text:?}"));
     (status, v, headers)
 }
@@ -24,24 +20,20 @@ async fn raw(
 async fn authentication_and_tenants(pool: PgPool) {
     let app = TestApp::spawn(pool).await;
     let body = json!({"filename": "a.bin", "size": 10});
-    let (s, v, _) = raw(&app, app.http.post(app.url("/v1/uploads")).json(&body)).await;
+    let (s, v, _) = raw(app.http.post(app.url("/v1/uploads")).json(&body)).await;
     assert_eq!((s, error_code(&v)), (401, "UNAUTHORIZED"));
-    let (s, v, _) = raw(
-        &app,
-        app.http
-            .post(app.url("/v1/uploads"))
-            .bearer_auth("nope")
-            .json(&body),
-    )
+    let (s, v, _) = raw(app
+        .http
+        .post(app.url("/v1/uploads"))
+        .bearer_auth("nope")
+        .json(&body))
     .await;
     assert_eq!((s, error_code(&v)), (401, "UNAUTHORIZED"));
-    let (s, v, _) = raw(
-        &app,
-        app.http
-            .post(app.url("/v1/uploads"))
-            .basic_auth("x", Some(KEY_A))
-            .json(&body),
-    )
+    let (s, v, _) = raw(app
+        .http
+        .post(app.url("/v1/uploads"))
+        .basic_auth("x", Some(KEY_A))
+        .json(&body))
     .await;
     assert_eq!((s, error_code(&v)), (401, "UNAUTHORIZED"));
 
@@ -67,10 +59,10 @@ async fn authentication_and_tenants(pool: PgPool) {
         if let Some(b) = b {
             r = r.json(b);
         }
-        let (s, v, _) = raw(&app, r).await;
+        let (s, v, _) = raw(r).await;
         assert_eq!((s, error_code(&v)), (404, "NOT_FOUND"), "{m} {path}");
         // And without a credential: 401 before anything else.
-        let (s, _, _) = raw(&app, app.http.request(m.clone(), app.url(path))).await;
+        let (s, _, _) = raw(app.http.request(m.clone(), app.url(path))).await;
         assert_eq!(s, 401);
     }
     // Unknown and malformed tokens.
@@ -205,31 +197,25 @@ async fn invalid_create_requests(pool: PgPool) {
     assert!(app.in_progress_uploads().await.is_empty());
 
     // Garbage, wrong content type, oversized body.
-    let (s, v, _) = raw(
-        &app,
-        app.req(Method::POST, "/v1/uploads")
-            .header("content-type", "application/json")
-            .body("{nope"),
-    )
+    let (s, v, _) = raw(app
+        .req(Method::POST, "/v1/uploads")
+        .header("content-type", "application/json")
+        .body("{nope"))
     .await;
     assert_eq!((s, error_code(&v)), (400, "INVALID_REQUEST"));
-    let (s, v, _) = raw(
-        &app,
-        app.req(Method::POST, "/v1/uploads")
-            .header("content-type", "text/plain")
-            .body("{}"),
-    )
+    let (s, v, _) = raw(app
+        .req(Method::POST, "/v1/uploads")
+        .header("content-type", "text/plain")
+        .body("{}"))
     .await;
     assert_eq!((s, error_code(&v)), (415, "UNSUPPORTED_MEDIA_TYPE"));
-    let (s, v, _) = raw(&app, app.req(Method::POST, "/v1/uploads").body("{}")).await;
+    let (s, v, _) = raw(app.req(Method::POST, "/v1/uploads").body("{}")).await;
     assert_eq!((s, error_code(&v)), (415, "UNSUPPORTED_MEDIA_TYPE"));
     let huge = format!("{{\"filename\": \"{}\", \"size\": 1}}", "a".repeat(3 * MIB));
-    let (s, v, _) = raw(
-        &app,
-        app.req(Method::POST, "/v1/uploads")
-            .header("content-type", "application/json")
-            .body(huge),
-    )
+    let (s, v, _) = raw(app
+        .req(Method::POST, "/v1/uploads")
+        .header("content-type", "application/json")
+        .body(huge))
     .await;
     assert_eq!((s, error_code(&v)), (413, "BODY_TOO_LARGE"));
 
@@ -292,11 +278,7 @@ async fn invalid_part_requests(pool: PgPool) {
         assert_eq!((s, error_code(&v)), (400, "INVALID_REQUEST"), "{body}");
     }
     // Empty body without content type is fine for complete (and says what is missing).
-    let (s, v, _) = raw(
-        &app,
-        app.req(Method::POST, &format!("/v1/uploads/{t}/complete")),
-    )
-    .await;
+    let (s, v, _) = raw(app.req(Method::POST, &format!("/v1/uploads/{t}/complete"))).await;
     assert_eq!((s, error_code(&v)), (409, "PARTS_MISSING"));
     assert_eq!(v["error"]["missingParts"], json!([1, 2, 3, 4]));
 }
@@ -304,13 +286,13 @@ async fn invalid_part_requests(pool: PgPool) {
 #[sqlx::test]
 async fn unknown_routes_and_methods(pool: PgPool) {
     let app = TestApp::spawn(pool).await;
-    let (s, v, _) = raw(&app, app.req(Method::GET, "/nope")).await;
+    let (s, v, _) = raw(app.req(Method::GET, "/nope")).await;
     assert_eq!((s, error_code(&v)), (404, "NOT_FOUND"));
-    let (s, v, _) = raw(&app, app.req(Method::GET, "/v1/uploads/x/y/z")).await;
+    let (s, v, _) = raw(app.req(Method::GET, "/v1/uploads/x/y/z")).await;
     assert_eq!((s, error_code(&v)), (404, "NOT_FOUND"));
-    let (s, v, _) = raw(&app, app.req(Method::PUT, "/v1/uploads")).await;
+    let (s, v, _) = raw(app.req(Method::PUT, "/v1/uploads")).await;
     assert_eq!((s, error_code(&v)), (405, "METHOD_NOT_ALLOWED"));
-    let (s, v, _) = raw(&app, app.req(Method::GET, "/v1/uploads/abc/complete")).await;
+    let (s, v, _) = raw(app.req(Method::GET, "/v1/uploads/abc/complete")).await;
     assert_eq!((s, error_code(&v)), (405, "METHOD_NOT_ALLOWED"));
 }
 

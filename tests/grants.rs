@@ -326,7 +326,6 @@ async fn a_grant_is_held_to_its_limits(pool: PgPool) {
 #[sqlx::test]
 async fn every_bad_token_is_refused_with_401(pool: PgPool) {
     let app = TestApp::spawn(pool).await;
-    let key = EncodingKey::from_secret(&broker_key());
     let ok = claims("upload-broker", "u", Some("tenant-a"));
     assert_eq!(
         app.call_as(
@@ -409,7 +408,6 @@ async fn every_bad_token_is_refused_with_401(pool: PgPool) {
             401
         );
     }
-    let _ = key;
 }
 
 // ------------------------------------------------------------------ tenant-signed grants

@@ -3,7 +3,6 @@
 mod common;
 
 use common::*;
-use reqwest::Method;
 use serde_json::{json, Value};
 use sqlx::PgPool;
 
@@ -351,14 +350,26 @@ async fn part_url_expiry_is_capped_by_the_upload(pool: PgPool) {
     let upload_expires =
         chrono::DateTime::parse_from_rfc3339(created["expiresAt"].as_str().unwrap()).unwrap();
     assert_eq!(said, upload_expires, "the upload's expiry applies, exactly");
+    // And the URL's own expiry (X-Amz-Date + X-Amz-Expires) says the same.
+    let url = reqwest::Url::parse(created["parts"][0]["url"].as_str().unwrap()).unwrap();
+    let q: std::collections::HashMap<String, String> = url.query_pairs().into_owned().collect();
+    let date = chrono::NaiveDateTime::parse_from_str(&q["X-Amz-Date"], "%Y%m%dT%H%M%SZ")
+        .unwrap()
+        .and_utc();
+    let seconds: i64 = q["X-Amz-Expires"].parse().unwrap();
+    assert!(seconds < 3600, "capped below PART_URL_TTL: {seconds}");
+    assert_eq!(date + chrono::Duration::seconds(seconds), upload_expires);
 }
 
 #[sqlx::test]
 async fn storage_rejects_tampered_and_expired_urls(pool: PgPool) {
+    // A 3 s TTL: a URL starts at the current second rounded down, so it is
+    // valid for 2 to 3 s, which leaves room for a round trip; then it is
+    // waited out. (LocalStack allows no clock skew.)
     let app = TestApp::spawn_with(
         pool,
         Options {
-            part_url_ttl: std::time::Duration::from_secs(1),
+            part_url_ttl: std::time::Duration::from_secs(3),
             ..Default::default()
         },
     )
@@ -368,6 +379,7 @@ async fn storage_rejects_tampered_and_expired_urls(pool: PgPool) {
         .create_ok(json!({"filename": "t.bin", "size": file.len()}))
         .await;
     let p = created["parts"][0].clone();
+    let expires = chrono::DateTime::parse_from_rfc3339(p["expiresAt"].as_str().unwrap()).unwrap();
 
     // Tampered: another part number under the same signature.
     let mut tampered = p.clone();
@@ -380,11 +392,13 @@ async fn storage_rejects_tampered_and_expired_urls(pool: PgPool) {
     let res = app.put_raw(&tampered, file.clone()).await;
     assert_eq!(res.status(), 403, "a tampered URL must be refused");
 
-    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    // Past its expiry (and a second more), the same URL is refused.
+    let wait = (expires.timestamp_millis() - chrono::Utc::now().timestamp_millis() + 1500).max(0);
+    tokio::time::sleep(std::time::Duration::from_millis(wait as u64)).await;
     let res = app.put_raw(&p, file.clone()).await;
     assert_eq!(res.status(), 403, "an expired URL must be refused");
 
-    // Freshly signed, it works.
+    // Freshly signed, it works at once.
     let (_, signed) = app.sign(&token(&created), &[1]).await;
     app.put_part(&signed["parts"][0], &file).await;
 }
@@ -408,7 +422,6 @@ async fn default_part_size_and_small_files(pool: PgPool) {
     // Default content type.
     let c = app.create_ok(json!({"filename": "x", "size": 1})).await;
     assert_eq!(c["contentType"], "application/octet-stream");
-    let _ = Method::GET;
 }
 
 #[sqlx::test]

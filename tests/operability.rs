@@ -79,13 +79,47 @@ async fn slow_requests_answer_408_and_their_work_still_lands(pool: PgPool) {
     assert_eq!(res.status(), 408);
     let v: Value = res.json().await.unwrap();
     assert_eq!(error_code(&v), "REQUEST_TIMEOUT");
-    // The create itself ran to the end: its record and its provider upload agree.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let rows: i64 = sqlx::query_scalar("select count(*) from uploads")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-    assert_eq!(rows as usize, app.in_progress_uploads().await.len());
+    // The create itself ran to the end: one record, one provider upload.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let rows = loop {
+        let rows: i64 = sqlx::query_scalar("select count(*) from uploads")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        if rows == 1 || std::time::Instant::now() > deadline {
+            break rows;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(rows, 1, "the create landed");
+    assert_eq!(
+        app.in_progress_uploads().await.len(),
+        1,
+        "and its provider upload"
+    );
+
+    // A completion, too, finishes after its request has timed out.
+    let normal = TestApp::spawn(pool.clone()).await;
+    let c = normal
+        .create_ok(json!({"filename": "c.bin", "size": 10}))
+        .await;
+    normal.put_part(&c["parts"][0], &data(10, 5)).await;
+    let (s, v) = app.complete(&token(&c), None).await;
+    assert_eq!((s, error_code(&v)), (408, "REQUEST_TIMEOUT"));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, st) = normal.get_status(&token(&c)).await;
+        if st["status"] == "completed" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the completion never landed: {st}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (bytes, _, _) = normal.read_object(c["key"].as_str().unwrap()).await;
+    assert_eq!(bytes, data(10, 5));
     assert_eq!(
         get(&app, "/healthz").await.0,
         200,

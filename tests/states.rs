@@ -3,6 +3,7 @@
 
 mod common;
 
+use common::proxy::{Call, FaultProxy};
 use common::*;
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -116,27 +117,16 @@ async fn expired_uploads_answer_410_everywhere(pool: PgPool) {
 
 #[sqlx::test]
 async fn ten_concurrent_completes_make_one_object(pool: PgPool) {
-    // A versioned bucket of its own: each CompleteMultipartUpload would add a version.
-    let s3 = s3_client().await;
-    let bucket = format!(
-        "ub-versioned-{}",
-        &uuid::Uuid::new_v4().simple().to_string()[..12]
-    );
-    s3.create_bucket().bucket(&bucket).send().await.unwrap();
-    s3.put_bucket_versioning()
-        .bucket(&bucket)
-        .versioning_configuration(
-            aws_sdk_s3::types::VersioningConfiguration::builder()
-                .status(aws_sdk_s3::types::BucketVersioningStatus::Enabled)
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
+    // The provider holds the completion 1.5 s, so all ten calls are in flight
+    // together: the overlap is forced, and checked.
+    let proxy = FaultProxy::start().await;
+    *proxy.faults.hold_complete.lock().unwrap() = Some((10, Duration::from_millis(1500)));
+    let bucket = versioned_bucket().await;
     let app = TestApp::spawn_with(
         pool,
         Options {
             bucket: Some(bucket.clone()),
+            endpoint: Some(proxy.url.clone()),
             ..Default::default()
         },
     )
@@ -150,23 +140,26 @@ async fn ten_concurrent_completes_make_one_object(pool: PgPool) {
             .await;
     }
     let t = token(&c);
+    let started = std::time::Instant::now();
     let results = futures_join(&app, &t, 10).await;
+    assert!(
+        started.elapsed() >= Duration::from_millis(1500),
+        "the calls waited on the held completion"
+    );
     let first = &results[0];
     for (s, v) in &results {
         assert_eq!(*s, 200, "{v}");
         assert_eq!(v, &first.1, "every caller sees the same result");
     }
     assert_eq!(first.1["status"], "completed");
-    let key = c["key"].as_str().unwrap();
-    let versions = s3
-        .list_object_versions()
-        .bucket(&bucket)
-        .prefix(key)
-        .send()
-        .await
-        .unwrap();
     assert_eq!(
-        versions.versions().len(),
+        proxy.count(Call::CompleteMultipartUpload),
+        1,
+        "ten callers overlapped, one CompleteMultipartUpload was sent"
+    );
+    let key = c["key"].as_str().unwrap();
+    assert_eq!(
+        app.versions(key).await,
         1,
         "exactly one CompleteMultipartUpload reached the provider"
     );
@@ -193,28 +186,85 @@ async fn futures_join(app: &TestApp, t: &str, n: usize) -> Vec<(u16, Value)> {
     out
 }
 
+/// Waits until the proxy has seen a call of a kind.
+async fn seen(proxy: &FaultProxy, call: Call) {
+    for _ in 0..200 {
+        if proxy.count(call) > 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("the proxy never saw {call:?}");
+}
+
 #[sqlx::test]
 async fn complete_racing_delete_has_one_winner(pool: PgPool) {
-    let app = TestApp::spawn(pool).await;
-    for round in 0..5 {
+    // Each order is forced: the provider holds the first call while the other
+    // arrives, and the test checks that the second answered while the first
+    // was still in flight.
+    for complete_first in [true, false] {
+        let proxy = FaultProxy::start().await;
+        let hold = Duration::from_millis(1000);
+        if complete_first {
+            *proxy.faults.hold_complete.lock().unwrap() = Some((1, hold));
+        } else {
+            *proxy.faults.hold_abort.lock().unwrap() = Some(hold);
+        }
+        let app = TestApp::spawn_with(
+            pool.clone(),
+            Options {
+                endpoint: Some(proxy.url.clone()),
+                ..Default::default()
+            },
+        )
+        .await;
         let c = app
             .create_ok(json!({"filename": "r.bin", "size": 10}))
             .await;
-        app.put_part(&c["parts"][0], &data(10, round)).await;
+        app.put_part(&c["parts"][0], &data(10, 7)).await;
         let t = token(&c);
-        let (a, b) = tokio::join!(app.complete(&t, None), app.abort(&t));
+        let (first_call, first_method, first_path) = if complete_first {
+            (
+                Call::CompleteMultipartUpload,
+                reqwest::Method::POST,
+                format!("/v1/uploads/{t}/complete"),
+            )
+        } else {
+            (
+                Call::AbortMultipartUpload,
+                reqwest::Method::DELETE,
+                format!("/v1/uploads/{t}"),
+            )
+        };
+        let first = {
+            let r = app.req(first_method, &first_path);
+            tokio::spawn(async move {
+                let res = r.send().await.unwrap();
+                (res.status().as_u16(), std::time::Instant::now())
+            })
+        };
+        seen(&proxy, first_call).await;
+        let (second, second_done) = if complete_first {
+            let (s, v) = app.abort(&t).await;
+            assert_eq!(error_code(&v), "UPLOAD_NOT_ACTIVE", "{v}");
+            (s, std::time::Instant::now())
+        } else {
+            let (s, v) = app.complete(&t, None).await;
+            assert_eq!(error_code(&v), "UPLOAD_NOT_ACTIVE", "{v}");
+            (s, std::time::Instant::now())
+        };
+        let (first_status, first_done) = first.await.unwrap();
+        assert!(second_done < first_done, "the two overlapped");
+        assert_eq!(second, 409);
         let (st, final_state) = app.get_status(&t).await;
         assert_eq!(st, 200);
-        match (a.0, b.0) {
-            (200, 409) => {
-                assert_eq!(error_code(&b.1), "UPLOAD_NOT_ACTIVE");
-                assert_eq!(final_state["status"], "completed");
-            }
-            (409, 204) => {
-                assert_eq!(error_code(&a.1), "UPLOAD_NOT_ACTIVE");
-                assert_eq!(final_state["status"], "aborted");
-            }
-            other => panic!("round {round}: complete and delete both answered {other:?}"),
+        if complete_first {
+            assert_eq!(first_status, 200);
+            assert_eq!(final_state["status"], "completed");
+        } else {
+            assert_eq!(first_status, 204);
+            assert_eq!(final_state["status"], "aborted");
+            assert!(app.in_progress_uploads().await.is_empty());
         }
     }
 }
@@ -240,14 +290,11 @@ async fn an_unreachable_database_answers_503(pool: PgPool) {
             .contains("127.0.0.1:1"),
         "no internals in messages"
     );
-    let (s, v) = broken
+    let res = broken
         .create(json!({"filename": "a.bin", "size": 10}))
-        .await
-        .json::<Value>()
-        .await
-        .map(|v| (0, v))
-        .unwrap();
-    let _ = s;
+        .await;
+    assert_eq!(res.status(), 503);
+    let v: Value = res.json().await.unwrap();
     assert_eq!(error_code(&v), "UNAVAILABLE");
     assert!(
         broken.in_progress_uploads().await.is_empty(),

@@ -439,3 +439,176 @@ async fn serve_sweeps_periodically(pool: PgPool) {
     }
     assert!(app.in_progress_uploads().await.is_empty());
 }
+
+// ------------------------------------------------------------------ safety nets
+
+#[sqlx::test]
+async fn the_sweep_leaves_a_completing_upload_whose_lease_holds(pool: PgPool) {
+    // Past its expiry, but a completer holds it (its lease runs 10 more
+    // minutes): the sweep must not abort it under the completer.
+    let app = TestApp::spawn(pool.clone()).await;
+    let c = app.create_ok(json!({"filename": "h", "size": 10})).await;
+    app.put_part(&c["parts"][0], &data(10, 1)).await;
+    let id: uuid::Uuid = c["id"].as_str().unwrap().parse().unwrap();
+    db::claim_completion(&pool, id, Utc::now(), Duration::from_secs(600))
+        .await
+        .unwrap()
+        .unwrap();
+    app.expire_now(&c).await;
+    let r = app
+        .sweeper(10)
+        .await
+        .run(Utc::now, &RunOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        (r.aborted, r.already_gone, r.recovered_completed),
+        (0, 0, 0),
+        "{r:?}"
+    );
+    assert_eq!(status_in_db(&app, &c).await, "completing");
+    assert_eq!(
+        app.in_progress_uploads().await.len(),
+        1,
+        "still at the provider"
+    );
+    // Once the lease has run out, it is the sweep's.
+    let r = app
+        .sweeper(10)
+        .await
+        .run(
+            || Utc::now() + chrono::Duration::minutes(11),
+            &RunOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.aborted, 1, "{r:?}");
+}
+
+/// A two-part upload whose provider upload was completed behind the broker's
+/// back with only its first part: an object of the wrong size.
+async fn completed_short(app: &TestApp) -> Value {
+    let part = 5 * MIB;
+    let file = data(part + 10, 2);
+    let c = app
+        .create_ok(json!({"filename": "w", "size": file.len(), "partSize": part}))
+        .await;
+    let etag = app.put_part(&c["parts"][0], &file[..part]).await;
+    app.put_part(&c["parts"][1], &file[part..]).await;
+    app.complete_at_provider(&c, &etag).await;
+    c
+}
+
+async fn object_exists(app: &TestApp, key: &str) -> bool {
+    app.s3
+        .head_object()
+        .bucket(&app.bucket)
+        .key(key)
+        .send()
+        .await
+        .is_ok()
+}
+
+#[sqlx::test]
+async fn a_wrong_size_object_found_by_a_route_is_removed_not_recorded(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let c = completed_short(&app).await;
+    let key = c["key"].as_str().unwrap();
+    assert!(object_exists(&app, key).await);
+    let (s, v) = app.get_status(&token(&c)).await;
+    assert_eq!((s, error_code(&v)), (410, "UPLOAD_EXPIRED"), "{v}");
+    assert_eq!(status_in_db(&app, &c).await, "expired");
+    assert!(
+        !object_exists(&app, key).await,
+        "the bucket holds nothing the records do not account for"
+    );
+}
+
+#[sqlx::test]
+async fn a_wrong_size_object_found_by_the_sweep_is_removed_not_recorded(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let c = completed_short(&app).await;
+    app.expire_now(&c).await;
+    let r = app
+        .sweeper(10)
+        .await
+        .run(Utc::now, &RunOptions::default())
+        .await
+        .unwrap();
+    assert_eq!((r.already_gone, r.recovered_completed), (1, 0), "{r:?}");
+    assert_eq!(status_in_db(&app, &c).await, "expired");
+    assert!(!object_exists(&app, c["key"].as_str().unwrap()).await);
+}
+
+#[sqlx::test]
+async fn a_provider_that_refuses_aborts_makes_the_sweep_fail_and_say_so(pool: PgPool) {
+    let proxy = common::proxy::FaultProxy::start().await;
+    proxy
+        .faults
+        .fail_abort
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let app = TestApp::spawn(pool.clone()).await;
+    let c = app.create_ok(json!({"filename": "f", "size": 10})).await;
+    app.expire_now(&c).await;
+    let mut storage_cfg = app.config.storage.clone();
+    storage_cfg.endpoint = Some(proxy.url.clone());
+    let sweeper = upload_broker::sweep::Sweeper::new(
+        pool.clone(),
+        upload_broker::storage::Storage::connect(&storage_cfg).await,
+        app.config.sweep.clone(),
+    );
+    let r = sweeper.run(Utc::now, &RunOptions::default()).await.unwrap();
+    assert_eq!((r.failed, r.aborted), (1, 0), "{r:?}");
+    assert!(!r.ok(), "a failed upload fails the run");
+    assert_eq!(
+        status_in_db(&app, &c).await,
+        "expiring",
+        "left for the next run"
+    );
+    // The next run after the lease, with a working provider, finishes it.
+    let r = app
+        .sweeper(10)
+        .await
+        .run(
+            || Utc::now() + chrono::Duration::hours(1),
+            &RunOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.aborted, 1, "{r:?}");
+}
+
+#[sqlx::test]
+async fn the_orphan_scan_follows_every_page(pool: PgPool) {
+    // Page size 2 (the same setting pages ListParts): five orphans take three pages.
+    let app = TestApp::spawn_with(
+        pool,
+        Options {
+            list_parts_page_size: 2,
+            ..Default::default()
+        },
+    )
+    .await;
+    for i in 0..5 {
+        app.s3
+            .create_multipart_upload()
+            .bucket(&app.bucket)
+            .key(format!("{}orphans/o{i}.bin", app.prefix))
+            .send()
+            .await
+            .unwrap();
+    }
+    let storage = upload_broker::storage::Storage::connect(&app.config.storage).await;
+    let sweeper =
+        upload_broker::sweep::Sweeper::new(app.pool.clone(), storage, app.config.sweep.clone());
+    let r = sweeper
+        .scan_orphans(
+            Utc::now() + chrono::Duration::hours(1),
+            Duration::ZERO,
+            false,
+        )
+        .await
+        .unwrap();
+    assert_eq!((r.orphans_found, r.orphans_aborted), (5, 5), "{r:?}");
+    assert!(app.in_progress_uploads().await.is_empty());
+}

@@ -3,13 +3,7 @@
 
 use super::*;
 
-/// The quotas a create is held to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Quotas {
-    pub tenant_max_active_uploads: u64,
-    pub tenant_max_active_bytes: Option<u64>,
-    pub subject_max_active_uploads: u64,
-}
+pub use crate::config::Quotas;
 
 /// A quota a create would go over.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -14,13 +14,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 use uuid::Uuid;
 
-/// What the provider says of a finished object.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct FinishedObject {
-    pub etag: String,
-    pub checksum: Option<String>,
-    pub size: Option<u64>,
-}
+pub use crate::domain::upload::FinishedObject;
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 

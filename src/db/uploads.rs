@@ -241,7 +241,7 @@ pub async fn renew_lease(
 
 /// `→ completed`, recording the object's ETag, checksum and size, its parts, and
 /// the plan an upload without a declared size turned out to have. Only
-/// [`crate::broker::record`] calls it.
+/// `broker::record` calls it.
 pub async fn record_completed(
     db: impl PgExecutor<'_>,
     id: Uuid,
@@ -301,7 +301,7 @@ pub async fn release_completion(
     Ok(r.rows_affected() == 1)
 }
 
-/// `→ aborted` (from the claim of an abort). Only [`crate::broker::record`] calls it.
+/// `→ aborted` (from the claim of an abort). Only `broker::record` calls it.
 pub async fn record_aborted(
     db: impl PgExecutor<'_>,
     id: Uuid,
@@ -320,7 +320,7 @@ pub async fn record_aborted(
 }
 
 /// `→ expired` (the sweep's claim, or the provider no longer has the upload).
-/// Only [`crate::broker::record`] calls it.
+/// Only `broker::record` calls it.
 pub async fn record_expired(
     db: impl PgExecutor<'_>,
     id: Uuid,

@@ -63,6 +63,14 @@ impl UploadStatus {
     }
 }
 
+/// What the provider says of a finished object.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FinishedObject {
+    pub etag: String,
+    pub checksum: Option<String>,
+    pub size: Option<u64>,
+}
+
 /// A part as the storage provider lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredPart {

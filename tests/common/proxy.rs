@@ -37,6 +37,8 @@ pub struct Faults {
     pub hold_complete: Arc<Mutex<Option<(usize, Duration)>>>,
     /// Hold every ListParts request this long.
     pub hold_list_parts: Arc<Mutex<Option<Duration>>>,
+    /// Hold every AbortMultipartUpload this long, then forward it.
+    pub hold_abort: Arc<Mutex<Option<Duration>>>,
     /// Answer AbortMultipartUpload with 500 while set.
     pub fail_abort: Arc<AtomicBool>,
     /// Report this Content-Length on HeadObject answers, when non-zero.
@@ -122,6 +124,10 @@ async fn forward(State(p): State<FaultProxy>, req: Request) -> Response {
             hold = Some(d);
         }
     }
+    let hold_abort = *p.faults.hold_abort.lock().unwrap();
+    if let (Call::AbortMultipartUpload, Some(d)) = (call, hold_abort) {
+        tokio::time::sleep(d).await;
+    }
     let hold_list = *p.faults.hold_list_parts.lock().unwrap();
     if let (Call::ListParts, Some(d)) = (call, hold_list) {
         tokio::time::sleep(d).await;
@@ -137,10 +143,9 @@ async fn forward(State(p): State<FaultProxy>, req: Request) -> Response {
                 .http
                 .request(method, format!("{}{}", p.upstream, pq))
                 .body(body);
+            // The Host header goes through unchanged: presigned URLs sign it.
             for (k, v) in &headers {
-                if k != http::header::HOST {
-                    r = r.header(k, v);
-                }
+                r = r.header(k, v);
             }
             let res = r.send().await.unwrap();
             let status = res.status();
