@@ -14,6 +14,23 @@ import { MiB, KEY, need, freePort, sha256, makeBytes, objectDigest, startBroker 
 const here = path.dirname(fileURLToPath(import.meta.url))
 let broker, shortBroker, server, browser, pageOrigin
 
+/**
+ * The app's backend, played by the page server: `POST /api/upload-grant` mints
+ * an upload grant for the signed-in user (the `session` cookie) with the API
+ * key, through the broker's `POST /v1/grants`. The browser never sees the key.
+ */
+const backend = { ttlSeconds: 900, calls: {}, issued: [] }
+async function uploadGrantRoute(req, res) {
+  const user = /(?:^|;\s*)session=([a-z]+)/.exec(req.headers.cookie || '')?.[1]
+  if (!user) { res.writeHead(401); return res.end() }
+  backend.calls[user] = (backend.calls[user] || 0) + 1
+  const r = await broker.api('POST', '/v1/grants', { subject: `user-${user}`, ttlSeconds: backend.ttlSeconds })
+  if (r.status !== 201) { res.writeHead(502); return res.end() }
+  backend.issued.push({ user, ...r.body })
+  res.writeHead(200, { 'content-type': 'application/json' })
+  res.end(JSON.stringify(r.body)) // {grant, subject, expiresAt}
+}
+
 before(async () => {
   need('S3_ENDPOINT')
   const chromiumPath = process.env.CHROMIUM || '/usr/bin/chromium'
@@ -31,6 +48,9 @@ before(async () => {
   }
   const port = await freePort()
   server = createServer((req, res) => {
+    if (req.method === 'POST' && req.url === '/api/upload-grant') {
+      return uploadGrantRoute(req, res).catch(() => { res.writeHead(500); res.end() })
+    }
     const f = files[new URL(req.url, 'http://x').pathname]
     if (!f) { res.writeHead(404); return res.end() }
     res.writeHead(200, { 'content-type': f[0] })
@@ -75,15 +95,28 @@ function watch(page, log) {
       log.resumes.push(await res.json())
     }
   })
+  // Every broker call, in the order the answers came: its credential, status and error message.
+  page.on('response', (res) => {
+    const req = res.request()
+    if (req.method() === 'OPTIONS' || !new URL(req.url()).pathname.startsWith('/v1/')) return
+    const call = { method: req.method(), path: new URL(req.url()).pathname, status: res.status() }
+    log.broker.push(call)
+    log.pending.push((async () => {
+      call.auth = (await req.allHeaders()).authorization
+      if (res.status() >= 400) call.message = (await res.json().catch(() => ({}))).error?.message
+    })().catch(() => {}))
+  })
   page.on('requestfailed', (req) => {
     const u = new URL(req.url())
     if (req.method() === 'PUT' && u.searchParams.has('partNumber')) log.putFailures.push(Number(u.searchParams.get('partNumber')))
   })
 }
 
-async function openPage({ brokerUrl = broker.url, throttle = 0, initScript } = {}, log = newLog()) {
+/** `user`: signed in to the app (a session cookie), the page's credential is a grant from the backend. */
+async function openPage({ brokerUrl = broker.url, throttle = 0, initScript, user } = {}, log = newLog()) {
   const context = await browser.newContext()
   if (initScript) await context.addInitScript(initScript)
+  if (user) await context.addCookies([{ name: 'session', value: user, url: pageOrigin }])
   const page = await context.newPage()
   page.on('pageerror', (e) => console.error('page error:', e.message))
   watch(page, log)
@@ -92,11 +125,11 @@ async function openPage({ brokerUrl = broker.url, throttle = 0, initScript } = {
     await cdp.send('Network.enable')
     await cdp.send('Network.emulateNetworkConditions', { offline: false, latency: 0, downloadThroughput: -1, uploadThroughput: throttle })
   }
-  await page.goto(`${pageOrigin}/?broker=${encodeURIComponent(brokerUrl)}&key=${KEY}`)
+  await page.goto(`${pageOrigin}/?broker=${encodeURIComponent(brokerUrl)}&${user ? 'grant=1' : `key=${KEY}`}`)
   await page.waitForFunction(() => document.getElementById('status').textContent === 'ready')
   return { context, page, log }
 }
-const newLog = () => ({ putRequests: [], putAnswers: [], putFailures: [], signCalls: 0, resumes: [] })
+const newLog = () => ({ putRequests: [], putAnswers: [], putFailures: [], signCalls: 0, resumes: [], broker: [], pending: [] })
 
 const events = (page, id, type) => page.evaluate(([i, t]) => window.events.filter((e) => e.id === i && (!t || e.type === t)), [id, type])
 
@@ -255,5 +288,68 @@ test('abort: the transfer stops and the upload is aborted at the broker', async 
   const puts = log.putRequests.length
   await sleep(800)
   assert.equal(log.putRequests.length, puts, 'nothing sent after abort')
+  await context.close()
+})
+
+test('an upload grant that expires mid-upload: 401, credential() fetches a fresh one from the backend, the upload completes', async () => {
+  backend.ttlSeconds = 2
+  const { context, page, log } = await openPage({ user: 'alice', throttle: 8 * MiB })
+  const size = 20 * MiB
+  await page.evaluate((s) => window.startUpload({ id: 'grant', size: s, seed: 7, name: 'granted.bin', options: { partSize: 5 * 1024 * 1024, concurrency: 2 } }), size)
+  await waitProgress(page, 'grant', 15)
+  await page.evaluate(() => window.uploads.grant.pause())
+  backend.ttlSeconds = 900 // the grants fetched from now on outlive the test
+  const [started] = await events(page, 'grant', 'start')
+  assert.equal(backend.calls.alice, 1, 'one grant so far')
+  const first = backend.issued.find((g) => g.user === 'alice')
+  assert.equal(first.subject, 'user-alice')
+  assert.equal((await broker.api('GET', `/v1/uploads/${started.token}`)).body.subject, 'user-alice', 'the upload is the subject\'s')
+
+  // Another user (another browser, signed in as bob) with alice's resume token: 404, as for an unknown upload.
+  const bob = await openPage({ user: 'bob' })
+  await bob.page.evaluate(([s, token]) => window.startUpload({ id: 'stolen', token, size: s, seed: 7, name: 'granted.bin' }), [size, started.token])
+  const refused = await finished(bob.page, 'stolen')
+  assert.equal(refused.type, 'error')
+  assert.equal(refused.code, 'NOT_FOUND', refused.message)
+  assert.equal(backend.calls.bob, 1)
+  assert.deepEqual(bob.log.broker.map((c) => `${c.path.endsWith('/resume') ? 'resume' : c.path} ${c.status}`), ['resume 404'])
+  assert.equal(bob.log.putRequests.length, 0)
+  await bob.context.close()
+
+  // The first grant expires: the broker refuses it once its exp is past, with its 30 s clock leeway.
+  const waitFrom = Date.now()
+  for (;;) {
+    const r = await fetch(`${broker.url}/v1/uploads?fingerprint=x`, { headers: { authorization: `Bearer ${first.grant}` } })
+    const body = await r.json()
+    if (r.status === 401) {
+      assert.match(body.error.message, /expired/)
+      break
+    }
+    assert.equal(r.status, 200, JSON.stringify(body))
+    assert.ok(Date.now() - waitFrom < 60_000, 'the grant of 2 seconds still works after a minute')
+    await sleep(250)
+  }
+  await Promise.all(log.pending)
+  const callsBefore = log.broker.length
+  assert.ok(log.broker.every((c) => c.auth === `Bearer ${first.grant}` && c.status < 400), 'so far every call with the first grant, and accepted')
+
+  await page.evaluate(() => window.uploads.grant.resume())
+  const end = await finished(page, 'grant')
+  assert.equal(end.type, 'done', end.message)
+  assert.equal(end.uploadId, started.uploadId)
+  await Promise.all(log.pending)
+  const after = log.broker.slice(callsBefore)
+  assert.equal(after[0].status, 401, `the next broker call is refused (${JSON.stringify(after[0])})`)
+  assert.match(after[0].message, /expired/)
+  assert.equal(after[0].auth, `Bearer ${first.grant}`)
+  assert.ok(backend.calls.alice >= 2, `credential() fetched a fresh grant from the backend (${backend.calls.alice} grants)`)
+  assert.equal(await page.evaluate(() => window.credentialCalls), backend.calls.alice)
+  const fresh = after.slice(1)
+  assert.ok(fresh.length >= 2 && fresh.every((c) => c.status < 400 && c.auth !== `Bearer ${first.grant}` && c.auth.startsWith('Bearer eyJ')),
+    `after the 401, every call with a fresh grant, accepted: ${JSON.stringify(fresh.map((c) => [c.path.split('/').at(-1), c.status]))}`)
+  assert.ok(fresh.some((c) => c.path.endsWith('/complete')))
+  assert.ok(log.broker.every((c) => c.auth !== `Bearer ${KEY}`), 'the API key never reached the browser')
+  await checkProgress(page, 'grant', size)
+  checkObject(end.key, size, 7)
   await context.close()
 })
