@@ -27,6 +27,23 @@ const KEY = 'e2e-browser-key'
 
 let broker, server, browser, brokerUrl, pageUrl, brokerLogs = ''
 
+// The app's backend, played by the page server: `POST /api/upload-grant` mints
+// an upload grant for its signed-in user with the API key (POST /v1/grants), as
+// the README's "Minting a grant" shows. The page never sees the key.
+const SUBJECT = 'user-42'
+let grantCalls = 0
+async function uploadGrantRoute(res) {
+  grantCalls++
+  const r = await fetch(`${brokerUrl}/v1/grants`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${KEY}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ subject: SUBJECT, ttlSeconds: 900, contentTypes: ['application/octet-stream'] }),
+  })
+  if (r.status !== 201) { res.writeHead(502); return res.end() }
+  res.writeHead(200, { 'content-type': 'application/json' })
+  res.end(await r.text()) // {grant, subject, expiresAt}
+}
+
 function freePort() {
   return new Promise((resolve) => {
     const s = net.createServer().listen(0, '127.0.0.1', () => {
@@ -65,6 +82,9 @@ before(async () => {
   }
   const pagePort = await freePort()
   server = createServer((req, res) => {
+    if (req.method === 'POST' && req.url === '/api/upload-grant') {
+      return uploadGrantRoute(res).catch(() => { res.writeHead(500); res.end() })
+    }
     const f = files[new URL(req.url, 'http://x').pathname]
     if (!f) { res.writeHead(404); return res.end() }
     res.writeHead(200, { 'content-type': f[0] })
@@ -102,7 +122,7 @@ before(async () => {
     if (i > 300) throw new Error(`the broker did not start:\n${brokerLogs}`)
     await sleep(100)
   }
-  pageUrl = `${pageOrigin}/?broker=${encodeURIComponent(brokerUrl)}&key=${KEY}`
+  pageUrl = `${pageOrigin}/?broker=${encodeURIComponent(brokerUrl)}`
 
   browser = await chromium.launch({
     executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
@@ -126,9 +146,12 @@ after(async () => {
   }
 })
 
-/** Watches a page's traffic: creates, and successful part PUTs per part number. */
+/** Watches a page's traffic: creates, successful part PUTs per part number, and the credential of each broker call. */
 function watch(page) {
-  const seen = { creates: [], puts: new Map(), completes: [] }
+  const seen = { creates: [], puts: new Map(), completes: [], credentials: [] }
+  page.on('request', (req) => {
+    if (req.url().startsWith(brokerUrl) && req.method() !== 'OPTIONS') seen.credentials.push(req.allHeaders().then((h) => h.authorization))
+  })
   page.on('response', async (res) => {
     const req = res.request()
     const url = new URL(req.url())
@@ -145,6 +168,7 @@ function watch(page) {
 }
 
 async function openPage(query = '') {
+  grantCalls = 0
   const context = await browser.newContext()
   const page = await context.newPage()
   page.on('pageerror', (e) => console.error('page error:', e.message))
@@ -172,6 +196,18 @@ async function waitForSuccess(page, name, timeout = 60000) {
   return e
 }
 
+/** Every broker call carried an upload grant from the backend (never the API key); `grants`: how many the page fetched. */
+async function checkGrants(seen, grants) {
+  seen.credentials = await Promise.all(seen.credentials)
+  assert.ok(seen.credentials.length > 0)
+  assert.ok(seen.credentials.every((c) => /^Bearer eyJ[\w-]+\.[\w-]+\.[\w-]+$/.test(c ?? '')),
+    `every broker call with a grant: ${seen.credentials.filter((c) => !c?.startsWith('Bearer eyJ'))}`)
+  const subjects = new Set(seen.credentials.map((c) => JSON.parse(Buffer.from(c.split('.')[1], 'base64url')).sub))
+  assert.deepEqual([...subjects], [SUBJECT])
+  assert.equal(grantCalls, grants, 'grants fetched from the backend')
+  assert.equal(new Set(seen.credentials).size, grants)
+}
+
 function checkObject(key, size, seed) {
   const got = objectDigest(key)
   assert.equal(got.size, size)
@@ -188,6 +224,7 @@ test('a 25 MiB file in 5 MiB parts, through the broker into storage', async () =
   assert.ok([...seen.puts.values()].every((n) => n === 1), 'each part uploaded once')
   assert.deepEqual(seen.completes, [seen.creates[0].uploadId])
   checkObject(seen.creates[0].key, size, 7)
+  await checkGrants(seen, 1)
   await context.close()
 })
 
@@ -207,6 +244,7 @@ test('pause and resume', async () => {
   assert.equal(seen.creates.length, 1, 'one multipart upload')
   for (const [n, count] of seen.puts) assert.equal(count, 1, `part ${n} was uploaded ${count} times`)
   checkObject(seen.creates[0].key, size, 11)
+  await checkGrants(seen, 1)
   await context.close()
 })
 
@@ -228,6 +266,7 @@ test('a page reload mid-upload resumes the same upload with Golden Retriever', a
   assert.deepEqual([...seen.puts.keys()].sort((a, b) => a - b), [1, 2, 3, 4, 5], 'every part once, across the reload')
   checkObject(seen.creates[0].key, size, 13)
   assert.ok(done.uploadURL, 'Uppy reports the object URL')
+  await checkGrants(seen, 2) // the reloaded page fetched a fresh grant of the same subject
   await context.close()
 })
 
@@ -242,5 +281,6 @@ test('the plugin unchanged: a small file goes up in one presigned POST', async (
   assert.equal(seen.creates.length, 0, 'no multipart upload for a small file')
   const key = decodeURIComponent(new URL(done.uploadURL).pathname.split('/').slice(2).join('/'))
   checkObject(key, size, 17)
+  await checkGrants(seen, 1)
   await context.close()
 })
