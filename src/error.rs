@@ -232,6 +232,24 @@ impl From<crate::domain::access::Refusal> for ApiError {
     }
 }
 
+impl From<crate::domain::parts::PartsError> for ApiError {
+    fn from(e: crate::domain::parts::PartsError) -> Self {
+        use crate::domain::parts::PartsError;
+        match e {
+            PartsError::Missing(missing) => Self::PartsMissing {
+                missing,
+                wrong_size: Vec::new(),
+            },
+            PartsError::Mismatch { message, parts } => Self::PartMismatch {
+                message,
+                wrong_size: Vec::new(),
+                etag_mismatch: parts,
+            },
+            PartsError::Invalid(m) => Self::InvalidRequest(m.to_string()),
+        }
+    }
+}
+
 impl From<StorageError> for ApiError {
     fn from(e: StorageError) -> Self {
         Self::Storage(e)

@@ -171,70 +171,7 @@ impl Broker {
             Err(StorageError::NoSuchUpload) => return self.recover_gone(upload).await,
             Err(e) => return Err(e.into()),
         };
-        let by_number: BTreeMap<u32, &StoredPart> =
-            stored.iter().map(|p| (p.part_number, p)).collect();
-        let mut given: Vec<PartClaim> = given.to_vec();
-        given.sort_by_key(|p| p.part_number);
-        if given.is_empty() {
-            return Err(ApiError::InvalidRequest(
-                "parts: at least one part is needed".into(),
-            ));
-        }
-        let missing: Vec<u32> = given
-            .iter()
-            .filter(|g| !by_number.contains_key(&g.part_number))
-            .map(|g| g.part_number)
-            .collect();
-        if !missing.is_empty() {
-            return Err(ApiError::PartsMissing {
-                missing,
-                wrong_size: Vec::new(),
-            });
-        }
-        require_matching(&stored, &given)?;
-        if given
-            .iter()
-            .enumerate()
-            .any(|(i, g)| g.part_number != i as u32 + 1)
-        {
-            return Err(ApiError::InvalidRequest(
-                "parts: part numbers must run from 1 without gaps".into(),
-            ));
-        }
-        let parts: Vec<StoredPart> = given
-            .iter()
-            .map(|g| by_number[&g.part_number].clone())
-            .collect();
-        let total: u64 = parts.iter().map(|p| p.size).sum();
-        let part_size = parts[0].size;
-        let (last, rest) = parts.split_last().expect("at least one part");
-        if let Some(bad) = rest
-            .iter()
-            .find(|p| p.size != part_size || p.size < crate::domain::part_plan::MIN_PART_SIZE)
-        {
-            return Err(ApiError::PartMismatch {
-                message: format!(
-                    "part {} is {} bytes: all parts but the last must have the same size, at least 5 MiB",
-                    bad.part_number, bad.size
-                ),
-                wrong_size: Vec::new(),
-                etag_mismatch: vec![bad.part_number],
-            });
-        }
-        if last.size > part_size {
-            return Err(ApiError::PartMismatch {
-                message: format!(
-                    "the last part ({} bytes) is larger than the others",
-                    last.size
-                ),
-                wrong_size: Vec::new(),
-                etag_mismatch: vec![last.part_number],
-            });
-        }
-        let learned =
-            PartPlan::from_stored(total, part_size, parts.len() as u32).ok_or_else(|| {
-                ApiError::InvalidRequest("parts: an empty upload cannot be completed".into())
-            })?;
+        let (parts, learned) = crate::domain::parts::given_parts(&stored, given)?;
         let max = self
             .inner
             .settings
@@ -253,7 +190,8 @@ impl Broker {
             if plan != learned {
                 return Err(ApiError::PartMismatch {
                     message: format!(
-                        "the parts add up to {total} bytes in {} parts; the upload declared {} bytes in {}",
+                        "the parts add up to {} bytes in {} parts; the upload declared {} bytes in {}",
+                        learned.size(),
                         parts.len(),
                         plan.size(),
                         plan.part_count()

@@ -15,11 +15,10 @@ use crate::domain::access::Access;
 use crate::domain::checksum::{ChecksumAlgorithm, PartChecksum};
 use crate::domain::object_key::ObjectKey;
 use crate::domain::part_plan::{PartNumber, PartPlan, PlanLimits};
+use crate::domain::parts::{conflicts, require_matching};
 use crate::domain::request::{ContentType, FileName, Fingerprint, Metadata};
 use crate::domain::token::{ResumeToken, TokenKey};
-use crate::domain::upload::{
-    bare_etag, Origin, Progress, Reconciliation, StoredPart, Upload, UploadStatus,
-};
+use crate::domain::upload::{Origin, Progress, Reconciliation, StoredPart, Upload, UploadStatus};
 use crate::error::{ApiError, EXPIRED_MESSAGE, GONE_AT_PROVIDER_MESSAGE};
 use crate::storage::{Storage, StorageError};
 use chrono::{DateTime, SubsecRound, Utc};
@@ -74,25 +73,7 @@ pub struct PartRequest {
     pub checksum: Option<String>,
 }
 
-/// What a client says it has uploaded of a part (resume, complete).
-#[derive(Debug, Clone, Default)]
-pub struct PartClaim {
-    pub part_number: u32,
-    pub etag: Option<String>,
-    pub checksum: Option<String>,
-    pub size: Option<u64>,
-}
-
-/// A stored part that disagrees with what the client says it uploaded.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct ConflictingPart {
-    pub part_number: u32,
-    /// `etag`, `checksum` or `size`.
-    pub field: &'static str,
-    pub expected: String,
-    pub stored: String,
-}
+pub use crate::domain::parts::{ConflictingPart, PartClaim};
 
 /// How a request names an upload: by resume token (the native API), or by
 /// the provider's upload id and the object key (the Companion-compatible API).
@@ -154,41 +135,6 @@ struct Inner {
     settings: BrokerSettings,
     /// Permits for work that runs to the end without its request.
     background: Arc<tokio::sync::Semaphore>,
-}
-
-/// Compares what a client says of its parts with what storage holds.
-pub(super) fn conflicts(stored: &[StoredPart], claims: &[PartClaim]) -> Vec<ConflictingPart> {
-    let by_number: BTreeMap<u32, &StoredPart> = stored.iter().map(|p| (p.part_number, p)).collect();
-    let mut out = Vec::new();
-    for c in claims {
-        let Some(s) = by_number.get(&c.part_number) else {
-            continue;
-        };
-        let conflict = |field, expected: &str, stored: &str| ConflictingPart {
-            part_number: c.part_number,
-            field,
-            expected: expected.to_string(),
-            stored: stored.to_string(),
-        };
-        if let Some(e) = &c.etag {
-            if bare_etag(e) != bare_etag(&s.etag) {
-                out.push(conflict("etag", bare_etag(e), bare_etag(&s.etag)));
-                continue;
-            }
-        }
-        if let (Some(e), Some(have)) = (&c.checksum, &s.checksum) {
-            if e.trim() != have {
-                out.push(conflict("checksum", e.trim(), have));
-                continue;
-            }
-        }
-        if let Some(size) = c.size {
-            if size != s.size {
-                out.push(conflict("size", &size.to_string(), &s.size.to_string()));
-            }
-        }
-    }
-    out
 }
 
 impl Broker {
@@ -340,26 +286,6 @@ impl Broker {
     }
 }
 
-/// 409 `PART_MISMATCH` if a stored part disagrees with what the client gave.
-pub(super) fn require_matching(
-    stored: &[StoredPart],
-    claims: &[PartClaim],
-) -> Result<(), ApiError> {
-    let mismatched = conflicts(stored, claims);
-    let Some(first) = mismatched.first() else {
-        return Ok(());
-    };
-    let numbers: Vec<u32> = mismatched.iter().map(|c| c.part_number).collect();
-    Err(ApiError::PartMismatch {
-        message: format!(
-            "part(s) {numbers:?} in storage do not match the given {}",
-            first.field
-        ),
-        wrong_size: Vec::new(),
-        etag_mismatch: numbers,
-    })
-}
-
 /// The part `n` of an upload: within its plan, or 1 to 10,000 without one.
 pub(super) fn part_of(upload: &Upload, n: u32) -> Result<PartNumber, ApiError> {
     match upload.plan {
@@ -372,68 +298,5 @@ pub(super) fn part_of(upload: &Upload, n: u32) -> Result<PartNumber, ApiError> {
         None => PartNumber::new(n).ok_or_else(|| {
             ApiError::InvalidRequest(format!("part {n} is out of range: parts are 1 to 10000"))
         }),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    pub(super) fn stored(n: u32, etag: &str, size: u64, checksum: Option<&str>) -> StoredPart {
-        StoredPart {
-            part_number: n,
-            etag: format!("\"{etag}\""),
-            size,
-            checksum: checksum.map(str::to_string),
-        }
-    }
-
-    #[test]
-    pub(super) fn conflicts_compare_etag_checksum_and_size() {
-        let s = vec![
-            stored(1, "a", 10, Some("c1")),
-            stored(2, "b", 10, Some("c2")),
-            stored(3, "c", 10, None),
-        ];
-        let claims = vec![
-            PartClaim {
-                part_number: 1,
-                etag: Some("a".into()),
-                checksum: Some("c1".into()),
-                size: Some(10),
-            },
-            PartClaim {
-                part_number: 2,
-                checksum: Some("other".into()),
-                ..Default::default()
-            },
-            PartClaim {
-                part_number: 3,
-                size: Some(11),
-                ..Default::default()
-            },
-            PartClaim {
-                part_number: 4,
-                etag: Some("zzz".into()),
-                ..Default::default()
-            },
-        ];
-        let c = conflicts(&s, &claims);
-        assert_eq!(
-            c.iter()
-                .map(|c| (c.part_number, c.field))
-                .collect::<Vec<_>>(),
-            vec![(2, "checksum"), (3, "size")]
-        );
-        let c = conflicts(
-            &s,
-            &[PartClaim {
-                part_number: 1,
-                etag: Some("\"x\"".into()),
-                ..Default::default()
-            }],
-        );
-        assert_eq!(c[0].field, "etag");
-        assert_eq!((c[0].expected.as_str(), c[0].stored.as_str()), ("x", "a"));
     }
 }

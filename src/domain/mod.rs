@@ -4,6 +4,7 @@ pub mod access;
 pub mod checksum;
 pub mod object_key;
 pub mod part_plan;
+pub mod parts;
 pub mod request;
 pub mod token;
 pub mod upload;

@@ -2,7 +2,7 @@
 
 use super::extract::ApiJson;
 use super::openapi::ErrorBody;
-use super::uploads::rfc3339;
+use super::resources::rfc3339;
 use super::AppState;
 use crate::auth::grants::MAX_LIFETIME_SECONDS;
 use crate::domain::access::GrantLimits;

@@ -8,6 +8,7 @@ pub mod grants;
 pub mod health;
 pub mod metrics_route;
 pub mod openapi;
+pub mod resources;
 pub mod serve;
 pub mod uploads;
 

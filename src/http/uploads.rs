@@ -2,21 +2,17 @@
 
 use super::extract::{ApiJson, ApiPath, OptionalJson};
 use super::openapi::ErrorBody;
+use super::resources::*;
 use super::AppState;
-use crate::broker::{
-    CompleteWith, ConflictingPart, DownloadUrl, NewUpload, PartClaim, PartRequest, SignedPart,
-    UploadRef, UploadState,
-};
+use crate::broker::{CompleteWith, NewUpload, PartClaim, PartRequest, UploadRef, UploadState};
 use crate::domain::checksum::ChecksumAlgorithm;
 use crate::domain::request::{ContentType, FileName, Fingerprint, Metadata};
-use crate::domain::upload::{Progress, StoredPart, Upload};
 use crate::error::ApiError;
 use crate::http::auth::Caller;
 use axum::extract::{Query, State};
 use axum::Json;
-use chrono::{DateTime, SecondsFormat, Utc};
 use http::StatusCode;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use std::collections::BTreeMap;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -153,204 +149,6 @@ struct CompletePart {
     checksum: Option<String>,
 }
 
-// ------------------------------------------------------------------ responses
-
-pub fn rfc3339(t: &DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::AutoSi, true)
-}
-
-/// The upload resource of the contract.
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct UploadResource {
-    id: String,
-    resume_token: String,
-    /// The grant subject the upload belongs to; null for uploads created with an API key.
-    subject: Option<String>,
-    status: &'static str,
-    bucket: String,
-    key: String,
-    upload_id: String,
-    filename: String,
-    content_type: String,
-    size: u64,
-    part_size: u64,
-    part_count: u32,
-    metadata: BTreeMap<String, String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    fingerprint: Option<String>,
-    created_at: String,
-    expires_at: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    checksum_algorithm: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    etag: Option<String>,
-    /// The finished object's composite checksum (`base64-N`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    checksum: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    checksum_type: Option<&'static str>,
-    /// The finished object's size as storage reports it.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    object_size: Option<u64>,
-}
-
-impl UploadResource {
-    pub fn new(state: &AppState, u: &Upload) -> Self {
-        Self {
-            id: u.id.to_string(),
-            resume_token: state.broker.token_for(u).expose().to_string(),
-            subject: u.subject.clone(),
-            status: u.status.api_name(),
-            bucket: u.bucket.clone(),
-            key: u.key.as_str().to_string(),
-            upload_id: u.provider_upload_id.clone(),
-            filename: u.filename.clone(),
-            content_type: u.content_type.clone(),
-            // Resources are only made for uploads with a plan (tokens are only
-            // handed out for those).
-            size: u.plan.map(|p| p.size()).unwrap_or_default(),
-            part_size: u.plan.map(|p| p.part_size()).unwrap_or_default(),
-            part_count: u.plan.map(|p| p.part_count()).unwrap_or_default(),
-            metadata: u.metadata.clone(),
-            // Only a keyed hash of it is stored: shown where the request gave it.
-            fingerprint: None,
-            created_at: rfc3339(&u.created_at),
-            expires_at: rfc3339(&u.expires_at),
-            checksum_algorithm: u.checksum_algorithm.map(|a| a.as_str()),
-            etag: u.etag.clone(),
-            checksum_type: u.checksum.as_ref().map(|_| "COMPOSITE"),
-            checksum: u.checksum.clone(),
-            object_size: u.object_size,
-        }
-    }
-
-    /// The fingerprint, where the request named it (create, lookup).
-    pub fn with_fingerprint(mut self, fingerprint: Option<String>) -> Self {
-        self.fingerprint = fingerprint;
-        self
-    }
-}
-
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct PartResource {
-    part_number: u32,
-    url: String,
-    method: &'static str,
-    size: u64,
-    expires_at: String,
-    headers: BTreeMap<String, String>,
-}
-
-impl From<SignedPart> for PartResource {
-    fn from(p: SignedPart) -> Self {
-        Self {
-            part_number: p.part_number.get(),
-            url: p.url,
-            method: "PUT",
-            size: p.size.unwrap_or_default(),
-            expires_at: rfc3339(&p.expires_at),
-            headers: p.headers,
-        }
-    }
-}
-
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct UploadedPart {
-    part_number: u32,
-    etag: String,
-    size: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    checksum: Option<String>,
-}
-
-impl From<&StoredPart> for UploadedPart {
-    fn from(p: &StoredPart) -> Self {
-        Self {
-            part_number: p.part_number,
-            etag: p.etag.clone(),
-            size: p.size,
-            checksum: p.checksum.clone(),
-        }
-    }
-}
-
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-struct CreateResponse {
-    #[serde(flatten)]
-    upload: UploadResource,
-    parts: Vec<PartResource>,
-}
-
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-struct StatusResponse {
-    #[serde(flatten)]
-    upload: UploadResource,
-    uploaded_parts: Vec<UploadedPart>,
-    progress: Progress,
-}
-
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-struct ResumeResponse {
-    #[serde(flatten)]
-    upload: UploadResource,
-    uploaded_parts: Vec<UploadedPart>,
-    missing_parts: Vec<u32>,
-    parts: Vec<PartResource>,
-    progress: Progress,
-    /// Stored parts that disagree with what the client said it uploaded.
-    conflicting_parts: Vec<ConflictingPart>,
-}
-
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-struct FoundUpload {
-    #[serde(flatten)]
-    upload: UploadResource,
-    uploaded_parts: Vec<UploadedPart>,
-    missing_parts: Vec<u32>,
-    progress: Progress,
-}
-
-#[derive(Serialize, ToSchema)]
-struct FoundUploads {
-    uploads: Vec<FoundUpload>,
-}
-
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-struct DownloadResponse {
-    url: String,
-    method: &'static str,
-    expires_at: String,
-    etag: String,
-    size: u64,
-    headers: BTreeMap<String, String>,
-}
-
-impl From<DownloadUrl> for DownloadResponse {
-    fn from(d: DownloadUrl) -> Self {
-        Self {
-            url: d.url,
-            method: "GET",
-            expires_at: rfc3339(&d.expires_at),
-            etag: d.etag,
-            size: d.size,
-            headers: BTreeMap::new(),
-        }
-    }
-}
-
-#[derive(Serialize, ToSchema)]
-struct PartsResponse {
-    parts: Vec<PartResource>,
-}
-
 // ------------------------------------------------------------------ handlers
 
 #[utoipa::path(post, path = "/v1/uploads", security(("bearer" = [])), tag = "uploads",
@@ -452,7 +250,7 @@ async fn resume(
         missing_parts: s.missing.iter().map(|n| n.get()).collect(),
         parts: parts.into_iter().map(Into::into).collect(),
         progress: s.progress,
-        conflicting_parts: s.conflicting,
+        conflicting_parts: s.conflicting.iter().map(Into::into).collect(),
     }))
 }
 
