@@ -233,6 +233,9 @@ async fn sweep(args: SweepArgs) -> ExitCode {
     };
     match sweeper.run(chrono::Utc::now, &opts).await {
         Ok(report) => {
+            for line in &report.planned {
+                println!("{line}");
+            }
             if args.json {
                 println!(
                     "{}",

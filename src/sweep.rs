@@ -40,6 +40,10 @@ pub struct SweepReport {
     pub orphans_found: u64,
     pub orphans_aborted: u64,
     pub orphans_failed: u64,
+    /// Dry runs: what would be done, one line each (printed by the command,
+    /// not part of the JSON summary).
+    #[serde(skip)]
+    pub planned: Vec<String>,
 }
 
 impl SweepReport {
@@ -57,6 +61,7 @@ impl SweepReport {
         self.orphans_found += o.orphans_found;
         self.orphans_aborted += o.orphans_aborted;
         self.orphans_failed += o.orphans_failed;
+        self.planned.extend(o.planned.iter().cloned());
     }
 
     /// The one-line summary.
@@ -229,12 +234,12 @@ impl Sweeper {
         if opts.dry_run {
             let now = clock();
             for u in db::list_expired(&self.db, now, 100_000).await? {
-                println!(
+                report.planned.push(format!(
                     "would abort expired upload {} (key {}, expired {})",
                     u.id,
                     u.key.as_str(),
                     u.expires_at.to_rfc3339()
-                );
+                ));
                 report.aborted += 1;
             }
             report.deleted = db::count_finished(&self.db, now - retention).await?;
@@ -331,11 +336,11 @@ impl Sweeper {
                 }
                 report.orphans_found += 1;
                 if dry_run {
-                    println!(
+                    report.planned.push(format!(
                         "would abort orphaned upload at key {} (initiated {})",
                         u.key.as_str(),
                         u.initiated.map(|t| t.to_rfc3339()).unwrap_or_default()
-                    );
+                    ));
                     continue;
                 }
                 match self

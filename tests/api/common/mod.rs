@@ -2,8 +2,6 @@
 //! (`#[sqlx::test]`), LocalStack with signature validation on, and a unique key
 //! prefix per test so tests run in parallel. A missing service fails the test
 //! with instructions; nothing is skipped.
-#![allow(dead_code)]
-
 pub mod proxy;
 
 use aws_sdk_s3::Client as S3;
@@ -97,6 +95,7 @@ impl Default for Options {
 pub struct TestApp {
     pub base: String,
     /// Where /metrics is, when it has a port of its own.
+    #[allow(dead_code)] // read by tests/metrics.rs, a binary of its own
     pub metrics_base: Option<String>,
     pub http: reqwest::Client,
     pub s3: S3,
@@ -393,6 +392,15 @@ impl TestApp {
             part["partNumber"]
         );
         etag.expect("storage returns an ETag")
+    }
+
+    /// PUTs each of `parts` (a JSON array of presigned parts) with its slice of
+    /// `file` cut at `part_size`.
+    pub async fn put_parts(&self, parts: &Value, file: &[u8], part_size: usize) {
+        for p in parts.as_array().expect("an array of parts") {
+            let n = p["partNumber"].as_u64().unwrap();
+            self.put_part(p, slice(file, part_size, n)).await;
+        }
     }
 
     pub async fn put_raw(&self, part: &Value, bytes: Vec<u8>) -> reqwest::Response {

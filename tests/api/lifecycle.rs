@@ -1,8 +1,6 @@
 //! Create → PUT real bytes → resume → complete → read back, against LocalStack.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::{json, Value};
 use sqlx::PgPool;
 

@@ -1,12 +1,10 @@
 //! The storage provider failing mid-completion: S3 can answer 200 with an error
 //! in the body. The upload must stay completable, never stuck in `completing`.
 
-mod common;
-
+use crate::common::*;
 use axum::body::Bytes;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
-use common::*;
 use serde_json::json;
 use sqlx::PgPool;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -100,11 +98,7 @@ async fn an_error_inside_a_200_leaves_the_upload_completable(pool: PgPool) {
     let c = direct
         .create_ok(json!({"filename": "f.bin", "size": file.len(), "partSize": 5 * MIB}))
         .await;
-    for p in c["parts"].as_array().unwrap() {
-        direct
-            .put_part(p, slice(&file, 5 * MIB, p["partNumber"].as_u64().unwrap()))
-            .await;
-    }
+    direct.put_parts(&c["parts"], &file, 5 * MIB).await;
     let t = token(&c);
 
     let (s, v) = faulty.complete(&t, None).await;

@@ -1,9 +1,7 @@
 //! The binary: configuration errors, help, migrate, serve with graceful
 //! shutdown, and logs that never hold a secret.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::{json, Value};
 use std::io::Read;
 use std::process::{Command, Stdio};
@@ -541,7 +539,7 @@ async fn sigterm_drains_a_request_in_flight_and_tokens_survive_a_restart() {
     let state_dir = std::env::temp_dir().join(format!("ub-state-{}", uuid::Uuid::new_v4()));
     let prefix = format!("cli-{}/", uuid::Uuid::new_v4());
     // Storage through a proxy that holds the completion 2 s.
-    let proxy = common::proxy::FaultProxy::start().await;
+    let proxy = crate::common::proxy::FaultProxy::start().await;
     *proxy.faults.hold_complete.lock().unwrap() = Some((1, Duration::from_secs(2)));
     let (mut child, base) = serve_on(&db, &state_dir, &proxy.url, &prefix).await;
     let http = reqwest::Client::new();
@@ -572,7 +570,7 @@ async fn sigterm_drains_a_request_in_flight_and_tokens_survive_a_restart() {
             .bearer_auth(key);
         tokio::spawn(async move { r.send().await.unwrap().status().as_u16() })
     };
-    while proxy.count(common::proxy::Call::CompleteMultipartUpload) == 0 {
+    while proxy.count(crate::common::proxy::Call::CompleteMultipartUpload) == 0 {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     // SIGTERM while the completion is in flight: it is answered, then the broker exits 0.

@@ -1,10 +1,8 @@
 //! Abort, expiry, concurrent completion, and failures of the database or the
 //! storage provider.
 
-mod common;
-
-use common::proxy::{Call, FaultProxy};
-use common::*;
+use crate::common::proxy::{Call, FaultProxy};
+use crate::common::*;
 use reqwest::Method;
 use serde_json::{json, Value};
 use sqlx::PgPool;
@@ -135,10 +133,7 @@ async fn ten_concurrent_completes_make_one_object(pool: PgPool) {
     let c = app
         .create_ok(json!({"filename": "c.bin", "size": file.len(), "partSize": PART}))
         .await;
-    for p in c["parts"].as_array().unwrap() {
-        app.put_part(p, slice(&file, PART, p["partNumber"].as_u64().unwrap()))
-            .await;
-    }
+    app.put_parts(&c["parts"], &file, PART).await;
     let t = token(&c);
     let started = std::time::Instant::now();
     let results = futures_join(&app, &t, 10).await;

@@ -1,8 +1,6 @@
 //! The OpenAPI document matches the routes actually served.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use reqwest::Method;
 use serde_json::{json, Value};
 use sqlx::PgPool;

@@ -2,9 +2,7 @@
 //! used, revoked across instances), quotas that hold exactly under concurrency
 //! across two instances, and rate limits per grant subject.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use reqwest::Method;
 use serde_json::{json, Value};
 use sqlx::PgPool;

@@ -2,10 +2,8 @@
 //! verified objects, keyed fingerprints, aborts that cannot leak, HTTP hygiene,
 //! bounded background work, and database failures at the connection level.
 
-mod common;
-
-use common::proxy::{Call, FaultProxy};
-use common::*;
+use crate::common::proxy::{Call, FaultProxy};
+use crate::common::*;
 use serde_json::{json, Value};
 use sqlx::PgPool;
 use std::sync::atomic::Ordering;
@@ -20,10 +18,7 @@ async fn uploaded(app: &TestApp, len: usize, seed: u64) -> (Value, Vec<u8>) {
     let c = app
         .create_ok(json!({"filename": "h.bin", "size": len, "partSize": PART}))
         .await;
-    for p in c["parts"].as_array().unwrap() {
-        app.put_part(p, slice(&file, PART, p["partNumber"].as_u64().unwrap()))
-            .await;
-    }
+    app.put_parts(&c["parts"], &file, PART).await;
     (c, file)
 }
 

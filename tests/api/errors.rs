@@ -1,8 +1,6 @@
 //! The contract's errors: auth, bad input, unknown routes, limits, CORS.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use reqwest::Method;
 use serde_json::{json, Value};
 use sqlx::PgPool;

@@ -1,8 +1,6 @@
 //! Health, readiness and request limits.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::{json, Value};
 use sqlx::PgPool;
 use std::time::Duration;

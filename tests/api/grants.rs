@@ -3,9 +3,7 @@
 //! held to their subject on every route and to their limits, and every way a
 //! token can be wrong refused.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use reqwest::Method;
 use serde_json::{json, Value};

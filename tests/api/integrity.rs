@@ -1,11 +1,9 @@
 //! Integrity end to end: checksum-bound part URLs, verified objects, fingerprint
 //! lookup, resumable downloads, and parts that disagree with the client.
 
-mod common;
-
+use crate::common::*;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
-use common::*;
 use reqwest::Method;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -289,10 +287,7 @@ async fn download_urls_serve_ranges_and_honour_if_match(pool: PgPool) {
         (409, "UPLOAD_NOT_ACTIVE"),
         "only completed uploads download"
     );
-    for p in c["parts"].as_array().unwrap() {
-        app.put_part(p, slice(&file, PART, p["partNumber"].as_u64().unwrap()))
-            .await;
-    }
+    app.put_parts(&c["parts"], &file, PART).await;
     let (_, done) = app.complete(&t, None).await;
 
     let (s, d) = app

@@ -1,9 +1,7 @@
 //! The Companion-compatible routes, as @uppy/aws-s3 calls them.
 
-mod common;
-
+use crate::common::*;
 use chrono::Utc;
-use common::*;
 use reqwest::Method;
 use serde_json::{json, Value};
 use sqlx::PgPool;

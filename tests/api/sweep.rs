@@ -2,10 +2,8 @@
 //! safety, the race with complete, orphans, retention, the periodic sweep and
 //! the CLI.
 
-mod common;
-
+use crate::common::*;
 use chrono::Utc;
-use common::*;
 use serde_json::{json, Value};
 use sqlx::PgPool;
 use std::time::Duration;
@@ -542,7 +540,7 @@ async fn a_wrong_size_object_found_by_the_sweep_is_removed_not_recorded(pool: Pg
 
 #[sqlx::test]
 async fn a_provider_that_refuses_aborts_makes_the_sweep_fail_and_say_so(pool: PgPool) {
-    let proxy = common::proxy::FaultProxy::start().await;
+    let proxy = crate::common::proxy::FaultProxy::start().await;
     proxy
         .faults
         .fail_abort
