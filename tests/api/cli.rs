@@ -606,3 +606,108 @@ async fn sigterm_drains_a_request_in_flight_and_tokens_survive_a_restart() {
     let _ = std::fs::remove_dir_all(state_dir);
     drop_database(&db).await;
 }
+
+#[tokio::test]
+async fn a_detached_completion_that_fails_after_its_client_left_is_logged() {
+    let db = fresh_database().await;
+    let state_dir = std::env::temp_dir().join(format!("ub-state-{}", uuid::Uuid::new_v4()));
+    // Storage holds the completion 2 s, then fails it (and its retries).
+    let proxy = crate::common::proxy::FaultProxy::start().await;
+    *proxy.faults.hold_complete.lock().unwrap() = Some((1, Duration::from_secs(2)));
+    proxy
+        .faults
+        .fail_complete
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let key = "detached-key-0123456789";
+    let mut child = broker()
+        .arg("serve")
+        .env("DATABASE_URL", &db)
+        .env("S3_BUCKET", bucket())
+        .env("S3_ENDPOINT", &proxy.url)
+        .env("S3_FORCE_PATH_STYLE", "true")
+        .env("S3_KEY_PREFIX", format!("cli-{}/", uuid::Uuid::new_v4()))
+        .env("BROKER_LISTEN", format!("127.0.0.1:{port}"))
+        .env("BROKER_API_KEYS", format!("acme:{key}"))
+        .env("STATE_DIRECTORY", &state_dir)
+        .env("LOG_FORMAT", "json")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let log_reader = std::thread::spawn(move || {
+        let mut logs = String::new();
+        stderr.read_to_string(&mut logs).unwrap();
+        logs
+    });
+    let base = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while reqwest::get(format!("{base}/healthz")).await.is_err() {
+        assert!(Instant::now() < deadline, "the broker did not start");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let http = reqwest::Client::new();
+    let c: Value = http
+        .post(format!("{base}/v1/uploads"))
+        .bearer_auth(key)
+        .json(&json!({"filename": "d.bin", "size": 4}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let url = c["parts"][0]["url"].as_str().unwrap().to_string();
+    assert!(http
+        .put(&url)
+        .body("data")
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .is_success());
+    // The client gives up after 300 ms and goes away.
+    let gone = http
+        .post(format!("{base}/v1/uploads/{}/complete", token(&c)))
+        .bearer_auth(key)
+        .timeout(Duration::from_millis(300))
+        .send()
+        .await;
+    assert!(gone.is_err(), "the client left before the answer");
+    proxy.held_forwarded(1).await;
+    // The completion failed afterwards: its error is in the log, with the upload id.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    assert!(wait_exit(&mut child, Duration::from_secs(20)).success());
+    let logs = log_reader.join().unwrap();
+    let line = logs
+        .lines()
+        .find(|l| l.contains("detached work failed after its request had gone"))
+        .unwrap_or_else(|| panic!("no log line for the failed detached completion:\n{logs}"));
+    assert!(
+        line.contains(c["id"].as_str().unwrap()),
+        "with the upload id: {line}"
+    );
+    assert!(
+        line.contains("CompleteMultipartUpload"),
+        "saying what failed: {line}"
+    );
+    assert!(!line.contains(&token(&c)), "never the token");
+    // And the upload is completable again (released, not stuck).
+    let status: String = sqlx::query_scalar("select status from uploads where id = $1::uuid")
+        .bind(c["id"].as_str().unwrap())
+        .fetch_one(&sqlx::PgPool::connect(&db).await.unwrap())
+        .await
+        .unwrap();
+    assert_eq!(status, "active", "released for a retry");
+    let _ = std::fs::remove_dir_all(state_dir);
+    drop_database(&db).await;
+}

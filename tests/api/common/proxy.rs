@@ -39,6 +39,8 @@ pub struct Faults {
     pub hold_list_parts: Arc<Mutex<Option<Duration>>>,
     /// Hold every AbortMultipartUpload this long, then forward it.
     pub hold_abort: Arc<Mutex<Option<Duration>>>,
+    /// Answer CompleteMultipartUpload with 500 (after any hold) while set.
+    pub fail_complete: Arc<AtomicBool>,
     /// Answer AbortMultipartUpload with 500 while set.
     pub fail_abort: Arc<AtomicBool>,
     /// Report this Content-Length on HeadObject answers, when non-zero.
@@ -138,6 +140,19 @@ async fn forward(State(p): State<FaultProxy>, req: Request) -> Response {
         async move {
             if let Some(d) = hold {
                 tokio::time::sleep(d).await;
+            }
+            if call == Call::CompleteMultipartUpload
+                && p.faults.fail_complete.load(Ordering::SeqCst)
+            {
+                let xml = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>InternalError</Code><Message>injected</Message></Error>";
+                if hold.is_some() {
+                    p.held_outcomes.lock().unwrap().push(500);
+                }
+                return (
+                    http::StatusCode::INTERNAL_SERVER_ERROR,
+                    http::HeaderMap::new(),
+                    Bytes::from_static(xml.as_bytes()),
+                );
             }
             let mut r = p
                 .http
