@@ -250,6 +250,16 @@ impl From<crate::domain::parts::PartsError> for ApiError {
     }
 }
 
+impl From<crate::domain::transitions::Refused> for ApiError {
+    fn from(r: crate::domain::transitions::Refused) -> Self {
+        use crate::domain::transitions::Refused;
+        match r {
+            Refused::NotActive(s) => Self::NotActive(s),
+            Refused::Expired => Self::Expired(EXPIRED_MESSAGE),
+        }
+    }
+}
+
 impl From<StorageError> for ApiError {
     fn from(e: StorageError) -> Self {
         Self::Storage(e)

@@ -1,6 +1,7 @@
 //! Aborting an upload: the claim first, then the provider, then the record.
 
 use super::*;
+use crate::domain::transitions::OnAbort;
 
 impl Broker {
     // ------------------------------------------------------------ abort
@@ -16,14 +17,9 @@ impl Broker {
     pub(super) async fn abort_inner(&self, access: &Access, r: &UploadRef) -> Result<(), ApiError> {
         loop {
             let upload = self.load_ref(access, r).await?;
-            match upload.status {
-                UploadStatus::Completed | UploadStatus::Completing => {
-                    return Err(ApiError::NotActive(upload.status))
-                }
-                UploadStatus::Expired | UploadStatus::Expiring => {
-                    return Err(ApiError::Expired(EXPIRED_MESSAGE))
-                }
-                UploadStatus::Aborted => {
+            match upload.on_abort() {
+                OnAbort::Refuse(r) => return Err(r.into()),
+                OnAbort::Repeat => {
                     // Repeat the provider call: an earlier one may have failed.
                     self.inner
                         .storage
@@ -31,7 +27,7 @@ impl Broker {
                         .await?;
                     return Ok(());
                 }
-                UploadStatus::Active | UploadStatus::Aborting => {
+                OnAbort::Claim => {
                     // Claim first (`aborting`, with a lease), then the provider,
                     // then `aborted`: if the provider call fails, the row says
                     // so, a retry or the sweep finishes it, and no provider

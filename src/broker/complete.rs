@@ -2,6 +2,7 @@
 //! provider call, the record.
 
 use super::*;
+use crate::domain::transitions::OnComplete;
 
 impl Broker {
     // ------------------------------------------------------------ complete
@@ -34,15 +35,10 @@ impl Broker {
         };
         loop {
             let upload = self.load_ref(access, r).await?;
-            match upload.status {
-                UploadStatus::Completed => return Ok(upload),
-                UploadStatus::Aborted | UploadStatus::Aborting => {
-                    return Err(ApiError::NotActive(UploadStatus::Aborted))
-                }
-                UploadStatus::Expired | UploadStatus::Expiring => {
-                    return Err(ApiError::Expired(EXPIRED_MESSAGE))
-                }
-                UploadStatus::Completing if upload.lease_until.is_some_and(|l| l > Self::now()) => {
+            match upload.on_complete(Self::now()) {
+                OnComplete::Done => return Ok(upload),
+                OnComplete::Refuse(r) => return Err(r.into()),
+                OnComplete::Wait => {
                     // Someone else is completing it: wait for their outcome,
                     // looking less often the longer it takes.
                     if tokio::time::Instant::now() >= deadline {
@@ -54,7 +50,7 @@ impl Broker {
                     pause = (pause * 2).min(Duration::from_secs(1));
                     continue;
                 }
-                UploadStatus::Active | UploadStatus::Completing => {}
+                OnComplete::Claim => {}
             }
             let mut seen = std::collections::BTreeSet::new();
             for p in claims {

@@ -1,6 +1,7 @@
 //! Status, resume and fingerprint lookup: the record held against the provider's part list.
 
 use super::*;
+use crate::domain::transitions::OnGone;
 
 impl Broker {
     // ------------------------------------------------------------ status and resume
@@ -49,18 +50,17 @@ impl Broker {
             let fresh = db::get_upload(&self.inner.db, id)
                 .await?
                 .ok_or(ApiError::NotFound)?;
-            let held = fresh.lease_until.is_some_and(|l| l > Self::now());
-            match fresh.status {
-                UploadStatus::Completed => return Ok(Self::finished(fresh)),
-                UploadStatus::Aborted | UploadStatus::Aborting => {
-                    return Ok(Self::reconciled(fresh, &[]))
+            match fresh.on_gone(Self::now()) {
+                OnGone::Answer if fresh.status == UploadStatus::Completed => {
+                    return Ok(Self::finished(fresh))
                 }
-                UploadStatus::Completing if held && tokio::time::Instant::now() < deadline => {
+                OnGone::Answer => return Ok(Self::reconciled(fresh, &[])),
+                OnGone::Wait if tokio::time::Instant::now() < deadline => {
                     tokio::time::sleep(pause).await;
                     pause = (pause * 2).min(Duration::from_millis(500));
                 }
-                UploadStatus::Completing if held => return Ok(Self::reconciled(fresh, &[])),
-                UploadStatus::Active | UploadStatus::Completing => {
+                OnGone::Wait => return Ok(Self::reconciled(fresh, &[])),
+                OnGone::Settle => {
                     match record::settle_gone(
                         &self.inner.db,
                         &self.inner.storage,
@@ -77,9 +77,7 @@ impl Broker {
                         record::Settled::Moved => continue,
                     }
                 }
-                UploadStatus::Expired | UploadStatus::Expiring => {
-                    return Err(ApiError::Expired(GONE_AT_PROVIDER_MESSAGE))
-                }
+                OnGone::Refuse(_) => return Err(ApiError::Expired(GONE_AT_PROVIDER_MESSAGE)),
             }
         }
     }

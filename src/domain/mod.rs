@@ -7,4 +7,5 @@ pub mod part_plan;
 pub mod parts;
 pub mod request;
 pub mod token;
+pub mod transitions;
 pub mod upload;
