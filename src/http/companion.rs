@@ -5,7 +5,7 @@
 //! by the pair (uploadId, key).
 
 use super::extract::{ApiJson, ApiPath};
-use super::openapi::ErrorBody;
+use super::openapi::{CallerErrors, ErrorBody, StorageErrors, UploadErrors};
 use super::AppState;
 use crate::broker::{CompleteWith, PartClaim, PartRequest, UploadRef};
 use crate::domain::request::{companion_metadata, ContentType, FileName};
@@ -126,8 +126,7 @@ type Q<T> = Result<Query<T>, axum::extract::rejection::QueryRejection>;
     summary = "Create a multipart upload (Companion: createMultipartUpload)",
     request_body = CreateBody,
     responses((status = 200, description = "The key and uploadId to use from now on", body = Created),
-        (status = 400, description = "INVALID_REQUEST", body = ErrorBody), (status = 401, description = "UNAUTHORIZED", body = ErrorBody),
-        (status = 502, description = "STORAGE_ERROR", body = ErrorBody), (status = 503, description = "UNAVAILABLE", body = ErrorBody)))]
+        (status = 400, description = "INVALID_REQUEST", body = ErrorBody), CallerErrors, StorageErrors))]
 async fn create(
     State(state): State<AppState>,
     Caller(access): Caller,
@@ -152,9 +151,9 @@ async fn create(
     summary = "Presign several parts (Companion: signPart, batched)",
     params(("uploadId" = String, Path), BatchQuery),
     responses((status = 200, description = "Part number → presigned URL", body = SignedBatch),
-        (status = 400, description = "INVALID_REQUEST", body = ErrorBody), (status = 401, description = "UNAUTHORIZED", body = ErrorBody),
+        (status = 400, description = "INVALID_REQUEST", body = ErrorBody),
         (status = 404, description = "NOT_FOUND: no such (uploadId, key) for this tenant", body = ErrorBody),
-        (status = 409, description = "UPLOAD_NOT_ACTIVE", body = ErrorBody), (status = 410, description = "UPLOAD_EXPIRED", body = ErrorBody)))]
+        (status = 409, description = "UPLOAD_NOT_ACTIVE", body = ErrorBody), CallerErrors, UploadErrors))]
 async fn sign_batch(
     State(state): State<AppState>,
     Caller(access): Caller,
@@ -201,9 +200,9 @@ async fn sign_batch(
     summary = "Presign one part (Companion: signPart)",
     params(("uploadId" = String, Path), ("partNumber" = u32, Path), KeyQuery),
     responses((status = 200, description = "A presigned UploadPart URL", body = SignedUrl),
-        (status = 400, description = "INVALID_REQUEST", body = ErrorBody), (status = 401, description = "UNAUTHORIZED", body = ErrorBody),
+        (status = 400, description = "INVALID_REQUEST", body = ErrorBody),
         (status = 404, description = "NOT_FOUND: no such (uploadId, key) for this tenant", body = ErrorBody),
-        (status = 409, description = "UPLOAD_NOT_ACTIVE", body = ErrorBody), (status = 410, description = "UPLOAD_EXPIRED", body = ErrorBody)))]
+        (status = 409, description = "UPLOAD_NOT_ACTIVE", body = ErrorBody), CallerErrors, UploadErrors))]
 async fn sign_one(
     State(state): State<AppState>,
     Caller(access): Caller,
@@ -240,9 +239,8 @@ async fn sign_one(
     summary = "The parts storage holds, all pages (Companion: listParts)",
     params(("uploadId" = String, Path), KeyQuery),
     responses((status = 200, description = "[{PartNumber, ETag, Size}]", body = Vec<ListedPart>),
-        (status = 400, description = "INVALID_REQUEST", body = ErrorBody), (status = 401, description = "UNAUTHORIZED", body = ErrorBody),
-        (status = 404, description = "NOT_FOUND", body = ErrorBody), (status = 409, description = "UPLOAD_NOT_ACTIVE", body = ErrorBody),
-        (status = 410, description = "UPLOAD_EXPIRED", body = ErrorBody), (status = 502, description = "STORAGE_ERROR", body = ErrorBody)))]
+        (status = 400, description = "INVALID_REQUEST", body = ErrorBody),
+        (status = 404, description = "NOT_FOUND", body = ErrorBody), (status = 409, description = "UPLOAD_NOT_ACTIVE", body = ErrorBody), CallerErrors, UploadErrors, StorageErrors))]
 async fn list_parts(
     State(state): State<AppState>,
     Caller(access): Caller,
@@ -268,10 +266,9 @@ async fn list_parts(
     params(("uploadId" = String, Path), KeyQuery),
     request_body = CompleteBody,
     responses((status = 200, description = "The finished object", body = Completed),
-        (status = 400, description = "INVALID_REQUEST", body = ErrorBody), (status = 401, description = "UNAUTHORIZED", body = ErrorBody),
+        (status = 400, description = "INVALID_REQUEST", body = ErrorBody),
         (status = 404, description = "NOT_FOUND", body = ErrorBody),
-        (status = 409, description = "UPLOAD_NOT_ACTIVE, PARTS_MISSING or PART_MISMATCH", body = ErrorBody),
-        (status = 410, description = "UPLOAD_EXPIRED", body = ErrorBody), (status = 502, description = "STORAGE_ERROR", body = ErrorBody)))]
+        (status = 409, description = "UPLOAD_NOT_ACTIVE, PARTS_MISSING or PART_MISMATCH", body = ErrorBody), CallerErrors, UploadErrors, StorageErrors))]
 async fn complete(
     State(state): State<AppState>,
     Caller(access): Caller,
@@ -311,9 +308,8 @@ async fn complete(
     summary = "Abort (Companion: abortMultipartUpload)",
     params(("uploadId" = String, Path), KeyQuery),
     responses((status = 200, description = "{}"),
-        (status = 400, description = "INVALID_REQUEST", body = ErrorBody), (status = 401, description = "UNAUTHORIZED", body = ErrorBody),
-        (status = 404, description = "NOT_FOUND", body = ErrorBody), (status = 409, description = "UPLOAD_NOT_ACTIVE: completed", body = ErrorBody),
-        (status = 410, description = "UPLOAD_EXPIRED", body = ErrorBody)))]
+        (status = 400, description = "INVALID_REQUEST", body = ErrorBody),
+        (status = 404, description = "NOT_FOUND", body = ErrorBody), (status = 409, description = "UPLOAD_NOT_ACTIVE: completed", body = ErrorBody), CallerErrors, UploadErrors))]
 async fn abort(
     State(state): State<AppState>,
     Caller(access): Caller,
@@ -341,8 +337,7 @@ pub struct PostParams {
     summary = "A presigned POST policy for a whole small object (Companion: getUploadParameters)",
     params(("filename" = String, Query), ("type" = Option<String>, Query), ("metadata[name]" = Option<String>, Query, description = "metadata[<field>]=<value>, any number")),
     responses((status = 200, description = "The form to POST to storage", body = PostParams),
-        (status = 400, description = "INVALID_REQUEST (also: the provider takes no POST uploads, as R2)", body = ErrorBody),
-        (status = 401, description = "UNAUTHORIZED", body = ErrorBody)))]
+        (status = 400, description = "INVALID_REQUEST (also: the provider takes no POST uploads, as R2)", body = ErrorBody), CallerErrors))]
 async fn params(
     State(state): State<AppState>,
     Caller(access): Caller,

@@ -1,7 +1,7 @@
 //! `POST /v1/grants`: an API key mints an upload grant for one end user.
 
 use super::extract::ApiJson;
-use super::openapi::ErrorBody;
+use super::openapi::{BodyErrors, CallerErrors, ErrorBody};
 use super::resources::rfc3339;
 use super::AppState;
 use crate::auth::grants::MAX_LIFETIME_SECONDS;
@@ -114,13 +114,7 @@ impl GrantBody {
     description = "An API key mints a short-lived credential for one end user (a subject) of its tenant, to hand to a browser or an app. The grant acts only on its subject's uploads, within its limits.",
     request_body = GrantBody,
     responses((status = 201, description = "The grant", body = GrantResponse),
-        (status = 400, description = "INVALID_REQUEST: malformed JSON or an invalid field", body = ErrorBody),
-        (status = 401, description = "UNAUTHORIZED: no or unknown credential", body = ErrorBody),
-        (status = 403, description = "FORBIDDEN: a grant cannot mint grants", body = ErrorBody),
-        (status = 413, description = "BODY_TOO_LARGE: the request body is over the limit", body = ErrorBody),
-        (status = 415, description = "UNSUPPORTED_MEDIA_TYPE: the body is not application/json", body = ErrorBody),
-        (status = 429, description = "RATE_LIMITED: too many requests (Retry-After)", body = ErrorBody),
-        (status = 503, description = "UNAVAILABLE: too many requests in flight", body = ErrorBody)))]
+        (status = 403, description = "FORBIDDEN: a grant cannot mint grants", body = ErrorBody), CallerErrors, BodyErrors))]
 async fn create_grant(
     State(state): State<AppState>,
     Caller(access): Caller,

@@ -35,6 +35,57 @@ pub struct ErrorDetail {
 
 pub use crate::error::ErrorCode;
 
+/// What any API call may answer besides its own responses (one place for
+/// every route's common error rows).
+#[derive(utoipa::IntoResponses)]
+pub enum CallerErrors {
+    /// UNAUTHORIZED: no, unknown or expired credential
+    #[response(status = 401)]
+    Unauthorized(#[to_schema] ErrorBody),
+    /// RATE_LIMITED: too many requests from this grant subject or key (Retry-After)
+    #[response(status = 429)]
+    RateLimited(#[to_schema] ErrorBody),
+    /// REQUEST_TIMEOUT: the request took longer than the server allows
+    #[response(status = 408)]
+    Timeout(#[to_schema] ErrorBody),
+    /// UNAVAILABLE: the database is unreachable, or too many requests in flight
+    #[response(status = 503)]
+    Unavailable(#[to_schema] ErrorBody),
+}
+
+/// What a route that names an upload may answer.
+#[derive(utoipa::IntoResponses)]
+pub enum UploadErrors {
+    /// NOT_FOUND: unknown upload, or one the credential may not see
+    #[response(status = 404)]
+    NotFound(#[to_schema] ErrorBody),
+    /// UPLOAD_EXPIRED: past expiresAt, or the provider no longer has the upload
+    #[response(status = 410)]
+    Expired(#[to_schema] ErrorBody),
+}
+
+/// What a route that reads a JSON body may answer.
+#[derive(utoipa::IntoResponses)]
+pub enum BodyErrors {
+    /// INVALID_REQUEST: malformed JSON or an invalid field
+    #[response(status = 400)]
+    Invalid(#[to_schema] ErrorBody),
+    /// BODY_TOO_LARGE (the request body is over the limit) or TOO_LARGE (size over the maximum)
+    #[response(status = 413)]
+    TooLarge(#[to_schema] ErrorBody),
+    /// UNSUPPORTED_MEDIA_TYPE: the body is not application/json
+    #[response(status = 415)]
+    UnsupportedMediaType(#[to_schema] ErrorBody),
+}
+
+/// What a route that calls the storage provider may answer.
+#[derive(utoipa::IntoResponses)]
+pub enum StorageErrors {
+    /// STORAGE_ERROR: the storage provider failed or refused
+    #[response(status = 502)]
+    Storage(#[to_schema] ErrorBody),
+}
+
 struct BearerAuth;
 
 impl Modify for BearerAuth {

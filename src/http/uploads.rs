@@ -1,7 +1,7 @@
 //! The native API's upload routes (`/v1/uploads`).
 
 use super::extract::{ApiJson, ApiPath, OptionalJson};
-use super::openapi::ErrorBody;
+use super::openapi::{BodyErrors, CallerErrors, ErrorBody, StorageErrors, UploadErrors};
 use super::resources::*;
 use super::AppState;
 use crate::broker::{CompleteWith, NewUpload, PartClaim, PartRequest, UploadRef, UploadState};
@@ -155,8 +155,7 @@ struct CompletePart {
     summary = "Create an upload",
     description = "Creates the multipart upload at the provider, plans its parts, records it, and signs the first parts (none for checksum-bound uploads).",
     request_body = CreateBody,
-    responses((status = 201, description = "The upload and the first presigned parts", body = CreateResponse),
-        (status = 400, description = "INVALID_REQUEST: malformed JSON or an invalid field", body = ErrorBody), (status = 413, description = "BODY_TOO_LARGE: the request body is over the limit", body = ErrorBody), (status = 415, description = "UNSUPPORTED_MEDIA_TYPE: the body is not application/json", body = ErrorBody), (status = 413, description = "TOO_LARGE: size over the configured or the provider's maximum", body = ErrorBody), (status = 401, description = "UNAUTHORIZED: no or unknown credential", body = ErrorBody), (status = 503, description = "UNAVAILABLE: the database is unreachable, or too many requests in flight", body = ErrorBody), (status = 408, description = "REQUEST_TIMEOUT: the request took too long", body = ErrorBody), (status = 502, description = "STORAGE_ERROR: the storage provider failed or refused", body = ErrorBody)))]
+    responses((status = 201, description = "The upload and the first presigned parts", body = CreateResponse), CallerErrors, BodyErrors, StorageErrors))]
 async fn create(
     State(state): State<AppState>,
     Caller(access): Caller,
@@ -177,8 +176,7 @@ async fn create(
 #[utoipa::path(post, path = "/v1/uploads/{token}/parts", params(("token" = String, Path, description = "The upload's resume token")), security(("bearer" = [])), tag = "uploads",
     summary = "Presign part URLs",
     request_body = SignBody,
-    responses((status = 200, description = "Presigned UploadPart URLs", body = PartsResponse),
-        (status = 400, description = "INVALID_REQUEST: malformed JSON or an invalid field", body = ErrorBody), (status = 413, description = "BODY_TOO_LARGE: the request body is over the limit", body = ErrorBody), (status = 415, description = "UNSUPPORTED_MEDIA_TYPE: the body is not application/json", body = ErrorBody), (status = 404, description = "NOT_FOUND: unknown resume token, or another tenant's", body = ErrorBody), (status = 410, description = "UPLOAD_EXPIRED: past expiresAt, or the provider no longer has the upload", body = ErrorBody), (status = 409, description = "UPLOAD_NOT_ACTIVE: the upload is completed or aborted", body = ErrorBody), (status = 401, description = "UNAUTHORIZED: no or unknown credential", body = ErrorBody), (status = 503, description = "UNAVAILABLE: the database is unreachable, or too many requests in flight", body = ErrorBody), (status = 408, description = "REQUEST_TIMEOUT: the request took too long", body = ErrorBody), (status = 502, description = "STORAGE_ERROR: the storage provider failed or refused", body = ErrorBody)))]
+    responses((status = 200, description = "Presigned UploadPart URLs", body = PartsResponse), (status = 409, description = "UPLOAD_NOT_ACTIVE: the upload is completed or aborted", body = ErrorBody), CallerErrors, UploadErrors, BodyErrors, StorageErrors))]
 async fn sign(
     State(state): State<AppState>,
     Caller(access): Caller,
@@ -224,8 +222,7 @@ async fn sign(
 #[utoipa::path(post, path = "/v1/uploads/{token}/resume", params(("token" = String, Path, description = "The upload's resume token")), security(("bearer" = [])), tag = "uploads",
     summary = "Resume: reconcile with the provider and sign the first missing parts",
     request_body(content = Option<ResumeBody>, description = "Optional: what the client believes it uploaded"),
-    responses((status = 200, description = "Uploaded and missing parts, URLs for the first missing ones", body = ResumeResponse),
-        (status = 400, description = "INVALID_REQUEST: malformed JSON or an invalid field", body = ErrorBody), (status = 413, description = "BODY_TOO_LARGE: the request body is over the limit", body = ErrorBody), (status = 415, description = "UNSUPPORTED_MEDIA_TYPE: the body is not application/json", body = ErrorBody), (status = 404, description = "NOT_FOUND: unknown resume token, or another tenant's", body = ErrorBody), (status = 410, description = "UPLOAD_EXPIRED: past expiresAt, or the provider no longer has the upload", body = ErrorBody), (status = 409, description = "UPLOAD_NOT_ACTIVE: the upload is completed or aborted", body = ErrorBody), (status = 401, description = "UNAUTHORIZED: no or unknown credential", body = ErrorBody), (status = 503, description = "UNAVAILABLE: the database is unreachable, or too many requests in flight", body = ErrorBody), (status = 408, description = "REQUEST_TIMEOUT: the request took too long", body = ErrorBody), (status = 502, description = "STORAGE_ERROR: the storage provider failed or refused", body = ErrorBody)))]
+    responses((status = 200, description = "Uploaded and missing parts, URLs for the first missing ones", body = ResumeResponse), (status = 409, description = "UPLOAD_NOT_ACTIVE: the upload is completed or aborted", body = ErrorBody), CallerErrors, UploadErrors, BodyErrors, StorageErrors))]
 async fn resume(
     State(state): State<AppState>,
     Caller(access): Caller,
@@ -256,8 +253,7 @@ async fn resume(
 
 #[utoipa::path(get, path = "/v1/uploads/{token}", params(("token" = String, Path, description = "The upload's resume token")), security(("bearer" = [])), tag = "uploads",
     summary = "An upload's status, reconciled with the provider",
-    responses((status = 200, description = "The upload, its uploaded parts and progress", body = StatusResponse),
-        (status = 404, description = "NOT_FOUND: unknown resume token, or another tenant's", body = ErrorBody), (status = 410, description = "UPLOAD_EXPIRED: past expiresAt, or the provider no longer has the upload", body = ErrorBody), (status = 401, description = "UNAUTHORIZED: no or unknown credential", body = ErrorBody), (status = 503, description = "UNAVAILABLE: the database is unreachable, or too many requests in flight", body = ErrorBody), (status = 408, description = "REQUEST_TIMEOUT: the request took too long", body = ErrorBody), (status = 502, description = "STORAGE_ERROR: the storage provider failed or refused", body = ErrorBody)))]
+    responses((status = 200, description = "The upload, its uploaded parts and progress", body = StatusResponse), CallerErrors, UploadErrors, StorageErrors))]
 async fn status(
     State(state): State<AppState>,
     Caller(access): Caller,
@@ -277,8 +273,7 @@ async fn status(
 #[utoipa::path(post, path = "/v1/uploads/{token}/complete", params(("token" = String, Path, description = "The upload's resume token")), security(("bearer" = [])), tag = "uploads",
     summary = "Complete the upload (idempotent, exactly once)",
     request_body(content = Option<CompleteBody>, description = "Optional: parts whose ETags (and checksums) must match storage"),
-    responses((status = 200, description = "The completed upload with the object's etag", body = UploadResource),
-        (status = 400, description = "INVALID_REQUEST: malformed JSON or an invalid field", body = ErrorBody), (status = 413, description = "BODY_TOO_LARGE: the request body is over the limit", body = ErrorBody), (status = 415, description = "UNSUPPORTED_MEDIA_TYPE: the body is not application/json", body = ErrorBody), (status = 404, description = "NOT_FOUND: unknown resume token, or another tenant's", body = ErrorBody), (status = 410, description = "UPLOAD_EXPIRED: past expiresAt, or the provider no longer has the upload", body = ErrorBody), (status = 409, description = "UPLOAD_NOT_ACTIVE (aborted), PARTS_MISSING (missingParts lists them) or PART_MISMATCH", body = ErrorBody), (status = 401, description = "UNAUTHORIZED: no or unknown credential", body = ErrorBody), (status = 503, description = "UNAVAILABLE: the database is unreachable, or too many requests in flight", body = ErrorBody), (status = 408, description = "REQUEST_TIMEOUT: the request took too long", body = ErrorBody), (status = 502, description = "STORAGE_ERROR: the storage provider failed or refused", body = ErrorBody)))]
+    responses((status = 200, description = "The completed upload with the object's etag", body = UploadResource), (status = 409, description = "UPLOAD_NOT_ACTIVE (aborted), PARTS_MISSING (missingParts lists them) or PART_MISMATCH", body = ErrorBody), CallerErrors, UploadErrors, BodyErrors, StorageErrors))]
 async fn complete(
     State(state): State<AppState>,
     Caller(access): Caller,
@@ -308,8 +303,7 @@ async fn complete(
 
 #[utoipa::path(delete, path = "/v1/uploads/{token}", params(("token" = String, Path, description = "The upload's resume token")), security(("bearer" = [])), tag = "uploads",
     summary = "Abort an upload",
-    responses((status = 204, description = "Aborted (also when it already was)"),
-        (status = 404, description = "NOT_FOUND: unknown resume token, or another tenant's", body = ErrorBody), (status = 410, description = "UPLOAD_EXPIRED: past expiresAt, or the provider no longer has the upload", body = ErrorBody), (status = 409, description = "UPLOAD_NOT_ACTIVE: the upload is completed or being completed", body = ErrorBody), (status = 401, description = "UNAUTHORIZED: no or unknown credential", body = ErrorBody), (status = 503, description = "UNAVAILABLE: the database is unreachable, or too many requests in flight", body = ErrorBody), (status = 408, description = "REQUEST_TIMEOUT: the request took too long", body = ErrorBody), (status = 502, description = "STORAGE_ERROR: the storage provider failed or refused", body = ErrorBody)))]
+    responses((status = 204, description = "Aborted (also when it already was)"), (status = 409, description = "UPLOAD_NOT_ACTIVE: the upload is completed or being completed", body = ErrorBody), CallerErrors, UploadErrors, StorageErrors))]
 async fn abort(
     State(state): State<AppState>,
     Caller(access): Caller,
@@ -322,7 +316,7 @@ async fn abort(
 #[utoipa::path(get, path = "/v1/uploads", security(("bearer" = [])), tag = "uploads", params(FingerprintQuery),
     summary = "Find active uploads by fingerprint",
     responses((status = 200, description = "The tenant's active uploads of this fingerprint, newest first", body = FoundUploads),
-        (status = 400, description = "INVALID_REQUEST: fingerprint missing or invalid", body = ErrorBody), (status = 401, description = "UNAUTHORIZED: no or unknown credential", body = ErrorBody), (status = 503, description = "UNAVAILABLE: the database is unreachable, or too many requests in flight", body = ErrorBody), (status = 408, description = "REQUEST_TIMEOUT: the request took too long", body = ErrorBody), (status = 502, description = "STORAGE_ERROR: the storage provider failed or refused", body = ErrorBody)))]
+        (status = 400, description = "INVALID_REQUEST: fingerprint missing or invalid", body = ErrorBody), CallerErrors, StorageErrors))]
 async fn find_by_fingerprint(
     State(state): State<AppState>,
     Caller(access): Caller,
@@ -357,8 +351,7 @@ async fn find_by_fingerprint(
 #[utoipa::path(post, path = "/v1/uploads/{token}/download", params(("token" = String, Path, description = "The upload's resume token")), security(("bearer" = [])), tag = "uploads",
     summary = "A short-lived presigned GET of a completed upload",
     request_body(content = Option<DownloadBody>, description = "Optional"),
-    responses((status = 200, description = "A presigned GET URL; Range and If-Match work on it", body = DownloadResponse),
-        (status = 400, description = "INVALID_REQUEST: malformed JSON or an invalid field", body = ErrorBody), (status = 413, description = "BODY_TOO_LARGE: the request body is over the limit", body = ErrorBody), (status = 415, description = "UNSUPPORTED_MEDIA_TYPE: the body is not application/json", body = ErrorBody), (status = 404, description = "NOT_FOUND: unknown resume token, or another tenant's", body = ErrorBody), (status = 410, description = "UPLOAD_EXPIRED: past expiresAt, or the provider no longer has the upload", body = ErrorBody), (status = 409, description = "UPLOAD_NOT_ACTIVE: the upload is not completed", body = ErrorBody), (status = 401, description = "UNAUTHORIZED: no or unknown credential", body = ErrorBody), (status = 503, description = "UNAVAILABLE: the database is unreachable, or too many requests in flight", body = ErrorBody), (status = 408, description = "REQUEST_TIMEOUT: the request took too long", body = ErrorBody), (status = 502, description = "STORAGE_ERROR: the storage provider failed or refused", body = ErrorBody)))]
+    responses((status = 200, description = "A presigned GET URL; Range and If-Match work on it", body = DownloadResponse), (status = 409, description = "UPLOAD_NOT_ACTIVE: the upload is not completed", body = ErrorBody), CallerErrors, UploadErrors, BodyErrors, StorageErrors))]
 async fn download(
     State(state): State<AppState>,
     Caller(access): Caller,

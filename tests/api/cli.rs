@@ -638,12 +638,20 @@ async fn a_detached_completion_that_fails_after_its_client_left_is_logged() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut stderr = child.stderr.take().unwrap();
-    let log_reader = std::thread::spawn(move || {
-        let mut logs = String::new();
-        stderr.read_to_string(&mut logs).unwrap();
-        logs
-    });
+    // The log is read as it comes, so that the test can wait for the line.
+    let stderr = child.stderr.take().unwrap();
+    let logs = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let log_reader = {
+        let logs = logs.clone();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stderr).lines() {
+                let mut l = logs.lock().unwrap();
+                l.push_str(&line.unwrap());
+                l.push('\n');
+            }
+        })
+    };
     let base = format!("http://127.0.0.1:{port}");
     let deadline = Instant::now() + Duration::from_secs(30);
     while reqwest::get(format!("{base}/healthz")).await.is_err() {
@@ -679,18 +687,24 @@ async fn a_detached_completion_that_fails_after_its_client_left_is_logged() {
         .await;
     assert!(gone.is_err(), "the client left before the answer");
     proxy.held_forwarded(1).await;
-    // The completion failed afterwards: its error is in the log, with the upload id.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // The completion fails afterwards (the provider's 500, then the SDK's
+    // retries): its error reaches the log, with the upload id.
+    let wanted = "detached work failed after its request had gone";
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !logs.lock().unwrap().contains(wanted) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     assert!(Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
         .unwrap()
         .success());
     assert!(wait_exit(&mut child, Duration::from_secs(20)).success());
-    let logs = log_reader.join().unwrap();
+    log_reader.join().unwrap();
+    let logs = logs.lock().unwrap().clone();
     let line = logs
         .lines()
-        .find(|l| l.contains("detached work failed after its request had gone"))
+        .find(|l| l.contains(wanted))
         .unwrap_or_else(|| panic!("no log line for the failed detached completion:\n{logs}"));
     assert!(
         line.contains(c["id"].as_str().unwrap()),
