@@ -75,8 +75,9 @@ fn main() {
                     bucket: storage.bucket().to_string(),
                     key,
                     provider_upload_id: upload_id,
-                    filename: format!("f{i}.bin"),
-                    content_type: "application/octet-stream".into(),
+                    filename: upload_broker::domain::request::FileName::parse(format!("f{i}.bin"))
+                        .unwrap(),
+                    content_type: upload_broker::domain::request::ContentType::parse(None).unwrap(),
                     plan: Some(plan),
                     metadata: Default::default(),
                     fingerprint_mac: None,

@@ -92,8 +92,8 @@ impl Broker {
             bucket: storage.bucket().to_string(),
             key,
             provider_upload_id,
-            filename: start.filename.as_str().to_string(),
-            content_type: start.content_type.as_str().to_string(),
+            filename: start.filename.clone(),
+            content_type: start.content_type.clone(),
             plan,
             metadata: start.metadata.as_map().clone(),
             fingerprint_mac: start.fingerprint.map(|f| {

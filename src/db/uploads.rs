@@ -1,6 +1,7 @@
 //! The uploads table: rows, the writes of each status change (fenced), lookups.
 
 use super::*;
+use crate::domain::request::{ContentType, FileName};
 
 #[derive(sqlx::FromRow)]
 pub(super) struct UploadRow {
@@ -65,8 +66,9 @@ impl TryFrom<UploadRow> for Upload {
             bucket: r.bucket,
             key: ObjectKey::from_stored(r.object_key),
             provider_upload_id: r.provider_upload_id,
-            filename: r.filename,
-            content_type: r.content_type,
+            filename: FileName::parse(r.filename).map_err(|_| corrupt("filename"))?,
+            content_type: ContentType::parse(Some(r.content_type))
+                .map_err(|_| corrupt("content_type"))?,
             plan,
             metadata: r.metadata.0,
             fingerprint_mac: r.fingerprint_mac,
@@ -120,8 +122,8 @@ pub async fn insert_upload(db: impl PgExecutor<'_>, u: &Upload) -> Result<(), Db
     .bind(&u.bucket)
     .bind(u.key.as_str())
     .bind(&u.provider_upload_id)
-    .bind(&u.filename)
-    .bind(&u.content_type)
+    .bind(u.filename.as_str())
+    .bind(u.content_type.as_str())
     .bind(u.plan.map(|p| p.size() as i64))
     .bind(u.plan.map(|p| p.part_size() as i64))
     .bind(u.plan.map(|p| p.part_count() as i32))

@@ -255,8 +255,8 @@ pub struct Upload {
     pub bucket: String,
     pub key: super::object_key::ObjectKey,
     pub provider_upload_id: String,
-    pub filename: String,
-    pub content_type: String,
+    pub filename: super::request::FileName,
+    pub content_type: super::request::ContentType,
     /// The part plan; `None` for an upload created without a declared size
     /// (Companion-compatible routes) until it completes.
     pub plan: Option<PartPlan>,

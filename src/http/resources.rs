@@ -60,8 +60,8 @@ impl UploadResource {
             bucket: u.bucket.clone(),
             key: u.key.as_str().to_string(),
             upload_id: u.provider_upload_id.clone(),
-            filename: u.filename.clone(),
-            content_type: u.content_type.clone(),
+            filename: u.filename.as_str().to_string(),
+            content_type: u.content_type.as_str().to_string(),
             // Resources are only made for uploads with a plan (tokens are only
             // handed out for those).
             size: u.plan.map(|p| p.size()).unwrap_or_default(),

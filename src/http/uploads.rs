@@ -373,7 +373,7 @@ async fn download(
     let d = state
         .broker
         .download(&access, &token, |upload| {
-            let name = body.filename.as_deref().unwrap_or(&upload.filename);
+            let name = body.filename.as_deref().unwrap_or(upload.filename.as_str());
             Some(content_disposition(kind, name))
         })
         .await?;
