@@ -30,10 +30,6 @@ impl ObjectKey {
     pub fn as_str(&self) -> &str {
         &self.0
     }
-
-    pub fn into_string(self) -> String {
-        self.0
-    }
 }
 
 /// A file name reduced to `[A-Za-z0-9._-]`: no path separators, no `..`, no

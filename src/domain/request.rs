@@ -167,50 +167,6 @@ impl Fingerprint {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn content_types() {
-        assert_eq!(
-            ContentType::parse(None).unwrap().as_str(),
-            DEFAULT_CONTENT_TYPE
-        );
-        assert!(ContentType::parse(Some("video/mp4".into())).is_ok());
-        assert!(ContentType::parse(Some("text/plain; charset=utf-8".into())).is_ok());
-        for bad in ["", "video", "/mp4", "video/", "vid eo/mp4", "a/b\n", "a/é"] {
-            assert!(ContentType::parse(Some(bad.into())).is_err(), "{bad:?}");
-        }
-    }
-
-    #[test]
-    fn metadata_rules() {
-        let m = |k: &str, v: &str| Some(BTreeMap::from([(k.to_string(), v.to_string())]));
-        assert!(Metadata::parse(m("camera-id", "cam 7")).is_ok());
-        assert!(Metadata::parse(m("Camera", "x")).is_err());
-        assert!(Metadata::parse(m("a_b", "x")).is_err());
-        assert!(Metadata::parse(m("", "x")).is_err());
-        let enc = Metadata::parse(m("title", "Café")).unwrap();
-        assert_eq!(enc.as_map()["title"], "=?UTF-8?B?Q2Fmw6k=?=");
-        let enc = Metadata::parse(m("a", "line\nbreak")).unwrap();
-        assert!(enc.as_map()["a"].starts_with("=?UTF-8?B?"));
-        assert!(Metadata::parse(m("a", &"x".repeat(2047))).is_ok());
-        assert!(Metadata::parse(m("a", &"x".repeat(2048))).is_err());
-    }
-
-    #[test]
-    fn file_names_and_fingerprints() {
-        assert!(FileName::parse("movie.mp4".into()).is_ok());
-        assert!(FileName::parse("".into()).is_err());
-        assert!(FileName::parse("a\0b".into()).is_err());
-        assert!(FileName::parse("x".repeat(1025)).is_err());
-        assert!(Fingerprint::parse("x".repeat(256)).is_ok());
-        assert!(Fingerprint::parse("x".repeat(257)).is_err());
-        assert!(Fingerprint::parse(String::new()).is_err());
-    }
-}
-
 /// Metadata as Uppy sends it to Companion: any JSON values under any keys.
 /// Keys are lower-cased and reduced to `[a-z0-9-]`; numbers and booleans become
 /// their text; `null` is dropped; values are then made header-safe as for the
@@ -262,5 +218,49 @@ mod companion_tests {
         assert!(!got.contains_key("relativepath"));
         let big = json!({"k": "x".repeat(3000)});
         assert!(companion_metadata(big.as_object().cloned()).is_err());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_types() {
+        assert_eq!(
+            ContentType::parse(None).unwrap().as_str(),
+            DEFAULT_CONTENT_TYPE
+        );
+        assert!(ContentType::parse(Some("video/mp4".into())).is_ok());
+        assert!(ContentType::parse(Some("text/plain; charset=utf-8".into())).is_ok());
+        for bad in ["", "video", "/mp4", "video/", "vid eo/mp4", "a/b\n", "a/é"] {
+            assert!(ContentType::parse(Some(bad.into())).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn metadata_rules() {
+        let m = |k: &str, v: &str| Some(BTreeMap::from([(k.to_string(), v.to_string())]));
+        assert!(Metadata::parse(m("camera-id", "cam 7")).is_ok());
+        assert!(Metadata::parse(m("Camera", "x")).is_err());
+        assert!(Metadata::parse(m("a_b", "x")).is_err());
+        assert!(Metadata::parse(m("", "x")).is_err());
+        let enc = Metadata::parse(m("title", "Café")).unwrap();
+        assert_eq!(enc.as_map()["title"], "=?UTF-8?B?Q2Fmw6k=?=");
+        let enc = Metadata::parse(m("a", "line\nbreak")).unwrap();
+        assert!(enc.as_map()["a"].starts_with("=?UTF-8?B?"));
+        assert!(Metadata::parse(m("a", &"x".repeat(2047))).is_ok());
+        assert!(Metadata::parse(m("a", &"x".repeat(2048))).is_err());
+    }
+
+    #[test]
+    fn file_names_and_fingerprints() {
+        assert!(FileName::parse("movie.mp4".into()).is_ok());
+        assert!(FileName::parse("".into()).is_err());
+        assert!(FileName::parse("a\0b".into()).is_err());
+        assert!(FileName::parse("x".repeat(1025)).is_err());
+        assert!(Fingerprint::parse("x".repeat(256)).is_ok());
+        assert!(Fingerprint::parse("x".repeat(257)).is_err());
+        assert!(Fingerprint::parse(String::new()).is_err());
     }
 }

@@ -180,70 +180,6 @@ pub fn bare_etag(etag: &str) -> &str {
     etag.trim().trim_matches('"')
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::domain::part_plan::{PlanLimits, MIB};
-
-    fn part(n: u32, size: u64) -> StoredPart {
-        StoredPart {
-            part_number: n,
-            etag: format!("\"e{n}\""),
-            size,
-            checksum: None,
-        }
-    }
-
-    #[test]
-    fn reconciles_missing_and_wrong_sizes() {
-        let plan = PartPlan::new(15 * MIB + 10, Some(5 * MIB), PlanLimits::default()).unwrap();
-        let stored = vec![
-            part(1, 5 * MIB),
-            part(3, 5 * MIB - 1),
-            part(4, 10),
-            part(9, 1),
-        ];
-        let r = Reconciliation::new(&plan, &stored);
-        assert_eq!(
-            r.uploaded.iter().map(|p| p.part_number).collect::<Vec<_>>(),
-            vec![1, 4]
-        );
-        assert_eq!(
-            r.missing.iter().map(|p| p.get()).collect::<Vec<_>>(),
-            vec![2, 3]
-        );
-        assert_eq!(r.wrong_size.len(), 1);
-        assert_eq!(r.wrong_size[0].part_number, 3);
-        let p = r.progress(&plan);
-        assert_eq!(p.uploaded_bytes, 5 * MIB + 10);
-        assert_eq!(p.uploaded_parts, 2);
-        assert_eq!(p.total_parts, 4);
-        assert!((p.percent - (5 * MIB + 10) as f64 / (15 * MIB + 10) as f64 * 100.0).abs() < 1e-12);
-    }
-
-    #[test]
-    fn statuses_round_trip() {
-        for s in [
-            UploadStatus::Active,
-            UploadStatus::Completing,
-            UploadStatus::Completed,
-            UploadStatus::Aborting,
-            UploadStatus::Aborted,
-            UploadStatus::Expiring,
-            UploadStatus::Expired,
-        ] {
-            assert_eq!(UploadStatus::parse(s.as_str()), Some(s));
-        }
-        assert_eq!(UploadStatus::parse("nope"), None);
-    }
-
-    #[test]
-    fn etag_quotes_are_ignored() {
-        assert_eq!(bare_etag("\"abc\""), "abc");
-        assert_eq!(bare_etag("abc"), "abc");
-    }
-}
-
 /// An upload as the broker records it.
 #[derive(Debug, Clone)]
 pub struct Upload {
@@ -322,5 +258,69 @@ impl Upload {
             }
             UploadStatus::Completing | UploadStatus::Completed => false,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::part_plan::{PlanLimits, MIB};
+
+    fn part(n: u32, size: u64) -> StoredPart {
+        StoredPart {
+            part_number: n,
+            etag: format!("\"e{n}\""),
+            size,
+            checksum: None,
+        }
+    }
+
+    #[test]
+    fn reconciles_missing_and_wrong_sizes() {
+        let plan = PartPlan::new(15 * MIB + 10, Some(5 * MIB), PlanLimits::default()).unwrap();
+        let stored = vec![
+            part(1, 5 * MIB),
+            part(3, 5 * MIB - 1),
+            part(4, 10),
+            part(9, 1),
+        ];
+        let r = Reconciliation::new(&plan, &stored);
+        assert_eq!(
+            r.uploaded.iter().map(|p| p.part_number).collect::<Vec<_>>(),
+            vec![1, 4]
+        );
+        assert_eq!(
+            r.missing.iter().map(|p| p.get()).collect::<Vec<_>>(),
+            vec![2, 3]
+        );
+        assert_eq!(r.wrong_size.len(), 1);
+        assert_eq!(r.wrong_size[0].part_number, 3);
+        let p = r.progress(&plan);
+        assert_eq!(p.uploaded_bytes, 5 * MIB + 10);
+        assert_eq!(p.uploaded_parts, 2);
+        assert_eq!(p.total_parts, 4);
+        assert!((p.percent - (5 * MIB + 10) as f64 / (15 * MIB + 10) as f64 * 100.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn statuses_round_trip() {
+        for s in [
+            UploadStatus::Active,
+            UploadStatus::Completing,
+            UploadStatus::Completed,
+            UploadStatus::Aborting,
+            UploadStatus::Aborted,
+            UploadStatus::Expiring,
+            UploadStatus::Expired,
+        ] {
+            assert_eq!(UploadStatus::parse(s.as_str()), Some(s));
+        }
+        assert_eq!(UploadStatus::parse("nope"), None);
+    }
+
+    #[test]
+    fn etag_quotes_are_ignored() {
+        assert_eq!(bare_etag("\"abc\""), "abc");
+        assert_eq!(bare_etag("abc"), "abc");
     }
 }
