@@ -141,7 +141,7 @@ impl Reconciliation {
 }
 
 /// `progress` in responses.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Progress {
     pub uploaded_bytes: u64,

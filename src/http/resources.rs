@@ -146,7 +146,7 @@ pub struct StatusResponse {
     #[serde(flatten)]
     pub upload: UploadResource,
     pub uploaded_parts: Vec<UploadedPart>,
-    pub progress: Progress,
+    pub progress: ProgressResource,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -157,7 +157,7 @@ pub struct ResumeResponse {
     pub uploaded_parts: Vec<UploadedPart>,
     pub missing_parts: Vec<u32>,
     pub parts: Vec<PartResource>,
-    pub progress: Progress,
+    pub progress: ProgressResource,
     /// Stored parts that disagree with what the client said it uploaded.
     pub conflicting_parts: Vec<ConflictingPartResource>,
 }
@@ -169,7 +169,7 @@ pub struct FoundUpload {
     pub upload: UploadResource,
     pub uploaded_parts: Vec<UploadedPart>,
     pub missing_parts: Vec<u32>,
-    pub progress: Progress,
+    pub progress: ProgressResource,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -225,6 +225,31 @@ impl From<&ConflictingPart> for ConflictingPartResource {
             field: c.field,
             expected: c.expected.clone(),
             stored: c.stored.clone(),
+        }
+    }
+}
+
+/// `progress` in responses.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(as = Progress)]
+pub struct ProgressResource {
+    pub uploaded_bytes: u64,
+    pub total_bytes: u64,
+    pub uploaded_parts: u32,
+    pub total_parts: u32,
+    /// `uploadedBytes / totalBytes × 100`, not rounded.
+    pub percent: f64,
+}
+
+impl From<Progress> for ProgressResource {
+    fn from(p: Progress) -> Self {
+        Self {
+            uploaded_bytes: p.uploaded_bytes,
+            total_bytes: p.total_bytes,
+            uploaded_parts: p.uploaded_parts,
+            total_parts: p.total_parts,
+            percent: p.percent,
         }
     }
 }

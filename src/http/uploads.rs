@@ -246,7 +246,7 @@ async fn resume(
         uploaded_parts: s.uploaded.iter().map(Into::into).collect(),
         missing_parts: s.missing.iter().map(|n| n.get()).collect(),
         parts: parts.into_iter().map(Into::into).collect(),
-        progress: s.progress,
+        progress: s.progress.into(),
         conflicting_parts: s.conflicting.iter().map(Into::into).collect(),
     }))
 }
@@ -266,7 +266,7 @@ async fn status(
     Ok(Json(StatusResponse {
         upload: UploadResource::new(&state, &s.upload),
         uploaded_parts: s.uploaded.iter().map(Into::into).collect(),
-        progress: s.progress,
+        progress: s.progress.into(),
     }))
 }
 
@@ -342,7 +342,7 @@ async fn find_by_fingerprint(
                     .with_fingerprint(Some(fingerprint.as_str().to_string())),
                 uploaded_parts: s.uploaded.iter().map(Into::into).collect(),
                 missing_parts: s.missing.iter().map(|n| n.get()).collect(),
-                progress: s.progress,
+                progress: s.progress.into(),
             })
             .collect(),
     }))
