@@ -222,6 +222,10 @@ fn cors(origins: &[String]) -> CorsLayer {
         .allow_origin(allow)
         .allow_methods([Method::GET, Method::POST, Method::DELETE, Method::OPTIONS])
         .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
-        .expose_headers([header::HeaderName::from_static("x-request-id")])
+        // Browsers may read these: the request id, and how long to wait on a 429.
+        .expose_headers([
+            header::HeaderName::from_static("x-request-id"),
+            header::RETRY_AFTER,
+        ])
         .max_age(Duration::from_secs(3600))
 }

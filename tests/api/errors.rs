@@ -347,4 +347,13 @@ async fn cors_for_browsers(pool: PgPool) {
         "http://app.example"
     );
     assert!(res.headers().contains_key("x-request-id"));
+    // A browser may read the request id and Retry-After (rate limits).
+    let exposed = res.headers()["access-control-expose-headers"]
+        .to_str()
+        .unwrap()
+        .to_ascii_lowercase();
+    assert!(
+        exposed.contains("x-request-id") && exposed.contains("retry-after"),
+        "{exposed}"
+    );
 }
