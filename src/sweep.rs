@@ -159,8 +159,11 @@ impl Sweeper {
             // A completer died (its lease ran out, so no call of its is still in
             // flight): its CompleteMultipartUpload may have gone through.
             if let Some(obj) = storage.head_object(&upload.key).await? {
-                if upload.plan.is_none_or(|p| obj.size == p.size()) {
-                    return self.settle(&storage, upload, fence).await;
+                if record::fits(upload, &obj) {
+                    let done =
+                        record::found_completed(&self.db, upload, fence, obj, CompletedBy::Sweep)
+                            .await?;
+                    return Ok(done.map_or(Outcome::AlreadyGone, |_| Outcome::Completed));
                 }
             }
         }

@@ -96,18 +96,35 @@ pub async fn load_jwks(http: &reqwest::Client, source: &str) -> Result<serde_jso
     Ok(value)
 }
 
+/// A registered issuer's keys, decoded once per fetch.
+#[derive(Clone)]
 struct Entry {
     tenant: String,
     source: String,
-    keys: JwkSet,
+    keys: Vec<(Option<String>, DecodingKey, Algorithm)>,
     read_at: Instant,
     fetched_at: Instant,
+}
+
+/// The keys of a JWKS that grants can use, decoded (others are left out).
+fn decoded(keys: &JwkSet) -> Vec<(Option<String>, DecodingKey, Algorithm)> {
+    keys.keys
+        .iter()
+        .filter_map(|jwk| {
+            let algorithm = algorithm_of(jwk)?;
+            let key = DecodingKey::from_jwk(jwk).ok()?;
+            Some((jwk.common.key_id.clone(), key, algorithm))
+        })
+        .collect()
 }
 
 pub struct Issuers {
     db: PgPool,
     http: reqwest::Client,
-    cache: tokio::sync::Mutex<HashMap<String, Option<Entry>>>,
+    /// Known issuers. Never held across I/O: a slow JWKS source must not hold
+    /// up the other tenants' grants.
+    cache: Mutex<HashMap<String, Entry>>,
+    /// Issuers found unregistered, not looked up again for [`MIN_REFETCH`].
     unknown: Mutex<HashMap<String, Instant>>,
 }
 
@@ -119,7 +136,7 @@ impl Issuers {
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
                 .expect("an HTTP client"),
-            cache: tokio::sync::Mutex::default(),
+            cache: Mutex::default(),
             unknown: Mutex::default(),
         }
     }
@@ -140,45 +157,50 @@ impl Issuers {
         {
             return Ok(None);
         }
-        let mut cache = self.cache.lock().await;
-        let stale = cache.get(iss).is_none_or(|e| {
-            e.as_ref()
-                .is_none_or(|e| e.read_at.elapsed() > REGISTRY_TTL)
-        });
-        if stale {
-            let entry = db::issuer_by_name(&self.db, iss).await?.and_then(|r| {
-                let keys: JwkSet = serde_json::from_value(r.jwks.0).ok()?;
-                let old_fetch = cache
-                    .get(iss)
-                    .and_then(|e| e.as_ref())
-                    .filter(|e| e.source == r.jwks_source)
-                    .map(|e| (e.keys.clone(), e.fetched_at));
-                let (keys, fetched_at) = old_fetch.unwrap_or((keys, Instant::now()));
-                Some(Entry {
-                    tenant: r.tenant,
-                    source: r.jwks_source,
-                    keys,
-                    read_at: Instant::now(),
-                    fetched_at,
-                })
-            });
-            cache.insert(iss.to_string(), entry);
-        }
-        let Some(Some(entry)) = cache.get_mut(iss) else {
-            if cache.len() > 10_000 {
-                cache.clear();
-            }
-            self.unknown
-                .lock()
-                .unwrap()
-                .insert(iss.to_string(), Instant::now());
-            return Ok(None);
+        let cached = self.cache.lock().unwrap().get(iss).cloned();
+        let mut entry = match cached {
+            Some(e) if e.read_at.elapsed() <= REGISTRY_TTL => e,
+            old => match db::issuer_by_name(&self.db, iss).await? {
+                None => {
+                    let mut unknown = self.unknown.lock().unwrap();
+                    if unknown.len() > 10_000 {
+                        unknown.clear();
+                    }
+                    unknown.insert(iss.to_string(), Instant::now());
+                    self.cache.lock().unwrap().remove(iss);
+                    return Ok(None);
+                }
+                Some(r) => {
+                    // Keys fetched since registration stay while the source does.
+                    let (keys, fetched_at) = match old.filter(|e| e.source == r.jwks_source) {
+                        Some(e) => (e.keys, e.fetched_at),
+                        None => (
+                            serde_json::from_value::<JwkSet>(r.jwks.0)
+                                .map(|k| decoded(&k))
+                                .unwrap_or_default(),
+                            Instant::now(),
+                        ),
+                    };
+                    Entry {
+                        tenant: r.tenant,
+                        source: r.jwks_source,
+                        keys,
+                        read_at: Instant::now(),
+                        fetched_at,
+                    }
+                }
+            },
         };
         let found = find(&entry.keys, kid).is_some();
         let due = entry.fetched_at.elapsed() > JWKS_REFRESH
             || (!found && entry.fetched_at.elapsed() > MIN_REFETCH);
         if due {
+            // Noted before fetching, so that concurrent calls do not all fetch.
             entry.fetched_at = Instant::now();
+            self.cache
+                .lock()
+                .unwrap()
+                .insert(iss.to_string(), entry.clone());
             match load_jwks(&self.http, &entry.source).await {
                 Ok(v) => match serde_json::from_value::<JwkSet>(v) {
                     Ok(keys) => {
@@ -187,7 +209,7 @@ impl Issuers {
                             keys = keys.keys.len(),
                             "refreshed an issuer's keys"
                         );
-                        entry.keys = keys;
+                        entry.keys = decoded(&keys);
                     }
                     Err(e) => {
                         tracing::warn!(issuer = iss, error = %e, "an issuer's JWKS did not parse")
@@ -198,24 +220,23 @@ impl Issuers {
                 }
             }
         }
-        let Some(jwk) = find(&entry.keys, kid) else {
-            return Ok(None);
-        };
-        let (Some(algorithm), Ok(key)) = (algorithm_of(jwk), DecodingKey::from_jwk(jwk)) else {
-            return Ok(None);
-        };
-        Ok(Some(IssuerKey {
+        let key = find(&entry.keys, kid).map(|(_, key, algorithm)| IssuerKey {
             tenant: entry.tenant.clone(),
-            key,
-            algorithm,
-        }))
+            key: key.clone(),
+            algorithm: *algorithm,
+        });
+        self.cache.lock().unwrap().insert(iss.to_string(), entry);
+        Ok(key)
     }
 }
 
-fn find<'a>(keys: &'a JwkSet, kid: Option<&str>) -> Option<&'a Jwk> {
+fn find<'a>(
+    keys: &'a [(Option<String>, DecodingKey, Algorithm)],
+    kid: Option<&str>,
+) -> Option<&'a (Option<String>, DecodingKey, Algorithm)> {
     match kid {
-        Some(kid) => keys.find(kid),
-        None if keys.keys.len() == 1 => keys.keys.first(),
+        Some(kid) => keys.iter().find(|(k, _, _)| k.as_deref() == Some(kid)),
+        None if keys.len() == 1 => keys.first(),
         None => None,
     }
 }

@@ -30,12 +30,12 @@ impl Authenticator {
         }
         if let Some(tenant) = self.env_keys.tenant_of(credential) {
             let tenant = tenant.to_string();
-            self.rate.check_key(&format!("env:{tenant}"))?;
+            self.rate.check_key(|| format!("env:{tenant}"))?;
             return Ok(Access::api_key(tenant));
         }
         if credential.starts_with(keys::KEY_PREFIX) {
             if let Some((id, tenant)) = self.keys.lookup(credential).await? {
-                self.rate.check_key(&id.to_string())?;
+                self.rate.check_key(|| id.to_string())?;
                 return Ok(Access::api_key(tenant));
             }
         }

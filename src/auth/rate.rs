@@ -45,10 +45,11 @@ impl RateLimits {
         }
     }
 
-    /// `key`: a stable id of the key (never the key itself).
-    pub fn check_key(&self, key: &str) -> Result<(), ApiError> {
+    /// `key`: a stable id of the key (never the key itself), made only when
+    /// API keys are limited at all.
+    pub fn check_key(&self, key: impl FnOnce() -> String) -> Result<(), ApiError> {
         match &self.keys {
-            Some(l) => l.check_key(&key.to_string()).map_err(retry_after),
+            Some(l) => l.check_key(&key()).map_err(retry_after),
             None => Ok(()),
         }
     }

@@ -252,17 +252,13 @@ impl Broker {
         match found {
             Some(h) if h.size == total => object.size = Some(h.size),
             found => {
-                let size = found.map(|h| h.size);
-                tracing::error!(upload_id = %upload.id, ?size, expected = total,
-                    "the completed object does not have the declared size; deleting it");
-                if size.is_some() {
-                    storage.delete_object(&upload.key).await?;
-                }
-                record::expired(
+                let size = found.as_ref().map(|h| h.size);
+                record::unusable(
                     &self.inner.db,
+                    &self.inner.storage,
                     upload,
                     Fence::of(upload),
-                    record::ExpiredBy::ProviderGone,
+                    found.as_ref(),
                 )
                 .await?;
                 return Err(ApiError::BadObject(format!(

@@ -7,7 +7,7 @@
 use crate::db::{self, DbError, Fence, FinishedObject};
 use crate::domain::part_plan::PartPlan;
 use crate::domain::upload::{StoredPart, Upload};
-use crate::storage::{Storage, StorageError};
+use crate::storage::{ObjectInfo, Storage, StorageError};
 use chrono::Utc;
 use sqlx::PgPool;
 
@@ -119,32 +119,59 @@ pub async fn settle_gone(
 ) -> Result<Settled, SettleError> {
     let found = storage.head_object(&upload.key).await?;
     match found {
-        Some(obj) if upload.plan.is_none_or(|p| obj.size == p.size()) => {
-            tracing::warn!(upload_id = %upload.id, "the provider upload was already completed; recording it");
-            let object = FinishedObject {
-                etag: obj.etag,
-                checksum: None,
-                size: Some(obj.size),
-            };
-            Ok(completed(db, upload, fence, &object, &[], None, by)
-                .await?
-                .map_or(Settled::Moved, |u| Settled::Completed(Box::new(u))))
-        }
+        Some(obj) if fits(upload, &obj) => Ok(found_completed(db, upload, fence, obj, by)
+            .await?
+            .map_or(Settled::Moved, |u| Settled::Completed(Box::new(u)))),
+        other => Ok(unusable(db, storage, upload, fence, other.as_ref())
+            .await?
+            .map_or(Settled::Moved, |_| Settled::Expired)),
+    }
+}
+
+/// Whether an object found at an upload's key is that upload's (its planned size).
+pub fn fits(upload: &Upload, obj: &ObjectInfo) -> bool {
+    upload.plan.is_none_or(|p| obj.size == p.size())
+}
+
+/// An earlier CompleteMultipartUpload got through (a crash, a lost lease): the
+/// object `obj`, which [`fits`] the upload, is recorded as its completion.
+pub async fn found_completed(
+    db: &PgPool,
+    upload: &Upload,
+    fence: Fence,
+    obj: ObjectInfo,
+    by: CompletedBy,
+) -> Result<Option<Upload>, DbError> {
+    tracing::warn!(upload_id = %upload.id, "the provider upload was already completed; recording it");
+    let object = FinishedObject {
+        etag: obj.etag,
+        checksum: None,
+        size: Some(obj.size),
+    };
+    completed(db, upload, fence, &object, &[], None, by).await
+}
+
+/// The provider upload is gone and `found` (the object at its key, if any) is
+/// not the upload's: the object is deleted, so that the bucket holds nothing
+/// no completed record accounts for, and the upload is recorded expired.
+pub async fn unusable(
+    db: &PgPool,
+    storage: &Storage,
+    upload: &Upload,
+    fence: Fence,
+    found: Option<&ObjectInfo>,
+) -> Result<Option<Upload>, SettleError> {
+    match found {
         Some(obj) => {
             tracing::error!(upload_id = %upload.id, size = obj.size, expected = ?upload.plan.map(|p| p.size()),
                 "the upload's object has the wrong size; deleting it and expiring the upload");
             storage.delete_object(&upload.key).await?;
-            Ok(expired(db, upload, fence, ExpiredBy::ProviderGone)
-                .await?
-                .map_or(Settled::Moved, |_| Settled::Expired))
         }
         None => {
-            tracing::warn!(upload_id = %upload.id, "the storage provider no longer has this upload; marking it expired");
-            Ok(expired(db, upload, fence, ExpiredBy::ProviderGone)
-                .await?
-                .map_or(Settled::Moved, |_| Settled::Expired))
+            tracing::warn!(upload_id = %upload.id, "the storage provider no longer has this upload; marking it expired")
         }
     }
+    Ok(expired(db, upload, fence, ExpiredBy::ProviderGone).await?)
 }
 
 impl From<SettleError> for crate::error::ApiError {
