@@ -488,12 +488,27 @@ async fn the_sweep_command_end_to_end(pool: sqlx::PgPool) {
     assert_eq!(code, 2, "{err}");
 }
 
+/// The API key of the brokers `serve_on` starts (tenant `acme`).
+const SERVE_KEY: &str = "restart-key-0123456789";
+
 /// Starts `serve` on a free port; returns the child and its base URL once it answers.
 async fn serve_on(
     db: &str,
     state_dir: &std::path::Path,
     s3: &str,
     prefix: &str,
+) -> (std::process::Child, String) {
+    serve_with(db, state_dir, s3, prefix, false).await
+}
+
+/// As [`serve_on`]; with `json_logs`, the child logs JSON to a piped stderr
+/// for the caller to read.
+async fn serve_with(
+    db: &str,
+    state_dir: &std::path::Path,
+    s3: &str,
+    prefix: &str,
+    json_logs: bool,
 ) -> (std::process::Child, String) {
     let port = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -507,10 +522,15 @@ async fn serve_on(
         .env("S3_FORCE_PATH_STYLE", "true")
         .env("S3_KEY_PREFIX", prefix)
         .env("BROKER_LISTEN", format!("127.0.0.1:{port}"))
-        .env("BROKER_API_KEYS", "acme:restart-key-0123456789")
+        .env("BROKER_API_KEYS", format!("acme:{SERVE_KEY}"))
         .env("STATE_DIRECTORY", state_dir)
+        .env("LOG_FORMAT", if json_logs { "json" } else { "text" })
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(if json_logs {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .spawn()
         .unwrap();
     let base = format!("http://127.0.0.1:{port}");
@@ -543,7 +563,7 @@ async fn sigterm_drains_a_request_in_flight_and_tokens_survive_a_restart() {
     *proxy.faults.hold_complete.lock().unwrap() = Some((1, Duration::from_secs(2)));
     let (mut child, base) = serve_on(&db, &state_dir, &proxy.url, &prefix).await;
     let http = reqwest::Client::new();
-    let key = "restart-key-0123456789";
+    let key = SERVE_KEY;
     let c: Value = http
         .post(format!("{base}/v1/uploads"))
         .bearer_auth(key)
@@ -618,26 +638,9 @@ async fn a_detached_completion_that_fails_after_its_client_left_is_logged() {
         .faults
         .fail_complete
         .store(true, std::sync::atomic::Ordering::SeqCst);
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
-    let key = "detached-key-0123456789";
-    let mut child = broker()
-        .arg("serve")
-        .env("DATABASE_URL", &db)
-        .env("S3_BUCKET", bucket())
-        .env("S3_ENDPOINT", &proxy.url)
-        .env("S3_FORCE_PATH_STYLE", "true")
-        .env("S3_KEY_PREFIX", format!("cli-{}/", uuid::Uuid::new_v4()))
-        .env("BROKER_LISTEN", format!("127.0.0.1:{port}"))
-        .env("BROKER_API_KEYS", format!("acme:{key}"))
-        .env("STATE_DIRECTORY", &state_dir)
-        .env("LOG_FORMAT", "json")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let key = SERVE_KEY;
+    let prefix = format!("cli-{}/", uuid::Uuid::new_v4());
+    let (mut child, base) = serve_with(&db, &state_dir, &proxy.url, &prefix, true).await;
     // The log is read as it comes, so that the test can wait for the line.
     let stderr = child.stderr.take().unwrap();
     let logs = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
@@ -652,12 +655,6 @@ async fn a_detached_completion_that_fails_after_its_client_left_is_logged() {
             }
         })
     };
-    let base = format!("http://127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while reqwest::get(format!("{base}/healthz")).await.is_err() {
-        assert!(Instant::now() < deadline, "the broker did not start");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
     let http = reqwest::Client::new();
     let c: Value = http
         .post(format!("{base}/v1/uploads"))
