@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Fails if the logs of a test run hold a secret: a resume token, a presigned URL
 # signature or credential scope, an API key used by the tests (or one made with
-# `keys create`), a grant (JWT), a bearer header, or an AWS secret key. Usage: scripts/check-log-secrecy.sh DIR
+# `keys create`), a grant (JWT), a bearer header, an AWS secret key, a webhook
+# secret or a webhook signature. Usage: scripts/check-log-secrecy.sh DIR
 set -euo pipefail
 dir="${1:?usage: check-log-secrecy.sh DIR}"
 shopt -s nullglob
@@ -32,6 +33,9 @@ check "AWS secret" '(?i)secret_access_key"\s*:\s*"[^"<*]'
 check "grant (JWT)" 'eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*'
 # API keys kept in Postgres, and the tests' metrics token and browser key.
 check "API key (ubk_)" 'ubk_[A-Za-z0-9_-]{20,}'
+# Webhook secrets and the signatures made with them.
+check "webhook secret" 'whsec_[A-Za-z0-9+/]{20,}'
+check "webhook signature" 'v1,[A-Za-z0-9+/]{43}='
 check "test secret" 'metrics-token-0123456789|e2e-browser-key'
 if [ "$found" -ne 0 ]; then exit 1; fi
 echo "log secrecy: $lines lines in ${#files[@]} files, no resume token, URL signature, API key or secret"

@@ -25,6 +25,10 @@ AWS_ENDPOINT_URL="$S3_ENDPOINT" "$LS_VENV/bin/python" localstack/init/ready.d/10
 export UPLOAD_BROKER_TEST_LOG_DIR="$ROOT/target/test-logs"
 rm -rf "$UPLOAD_BROKER_TEST_LOG_DIR"
 
+# The webhook tests verify deliveries with the Standard Webhooks reference library.
+command -v node >/dev/null 2>&1 || die "Node.js is needed for the webhook tests (apt-get install nodejs npm)."
+(cd tests/webhook-verify && npm ci --no-audit --no-fund --loglevel=error)
+
 log "Running cargo test (Postgres: $DATABASE_URL, S3: $S3_ENDPOINT)"
 case " $* " in
   *" upload-broker-client "*|*" -p=upload-broker-client "*)
@@ -66,7 +70,8 @@ planted="$(mktemp -d)"
 for secret in "AQGh_SJQMnN6hnue87RXqBPtlk6ztll4__AUVh2EH_UGkJvynUcDXcIwkb80TPfRig" \
               "X-Amz-Signature=98eb4715a7" "Bearer key-of-tenant-a" \
               "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ1c2VyLTQyIn0.c2lnbmF0dXJlLXNpZ25hdHVyZQ" \
-              "ubk_Wm9vb29vb29vb29vb29vb29vb29vb29vb29vb28" "e2e-browser-key"; do
+              "ubk_Wm9vb29vb29vb29vb29vb29vb29vb29vb29vb28" "e2e-browser-key" \
+              "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw" "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="; do
   { for _ in $(seq 1 120); do echo '{"route":"/v1/uploads/{token}/complete"}'; done; echo "{\"msg\":\"$secret\"}"; } > "$planted/t.log"
   if bash scripts/check-log-secrecy.sh "$planted" >/dev/null 2>&1; then
     die "the log secrecy check missed a planted secret ($secret)"

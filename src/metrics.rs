@@ -89,6 +89,21 @@ pub fn sweep_run(uploads: &[(&'static str, u64)], deleted: u64, orphans: &[(&'st
     }
 }
 
+/// One webhook delivery attempt's outcome (`delivered`, `retry`, `failed`);
+/// for a delivery, the time from the event to its receiver's 2xx.
+pub fn webhook_delivery(outcome: &'static str, lag: Option<Duration>) {
+    counter!("upload_broker_webhook_deliveries_total", "outcome" => outcome).increment(1);
+    if let Some(lag) = lag {
+        histogram!("upload_broker_webhook_delivery_lag_seconds").record(lag.as_secs_f64());
+    }
+}
+
+/// Age of the oldest event still waiting for a delivery (0 when none waits).
+pub fn events_oldest_undelivered(age: Option<Duration>) {
+    gauge!("upload_broker_events_oldest_undelivered_seconds")
+        .set(age.map_or(0.0, |a| a.as_secs_f64()));
+}
+
 pub fn db_pool(pool: &sqlx::PgPool) {
     let size = pool.size() as f64;
     let idle = pool.num_idle() as f64;

@@ -20,6 +20,7 @@ pub struct Application {
     metrics: Option<(TcpListener, axum::Router)>,
     shutdown_timeout: Duration,
     sweeper: Option<(Sweeper, Duration)>,
+    deliverer: crate::events::deliver::Deliverer,
     limits: ListenerLimits,
     auth: Arc<crate::auth::Authenticator>,
 }
@@ -69,9 +70,16 @@ impl Application {
         };
         crate::metrics::handle(); // installs the recorder
         let auth = Arc::new(auth);
+        let secrets = crate::events::secret_box(&tokens);
+        let deliverer = crate::events::deliver::Deliverer::new(
+            pool.clone(),
+            secrets.clone(),
+            config.deliveries.clone(),
+        );
         let state = AppState {
             broker,
             auth: auth.clone(),
+            events: crate::events::Events::new(pool.clone(), secrets),
             metrics_token: config.metrics_token.clone().map(Arc::new),
         };
         let metrics = match config.metrics_listen {
@@ -102,6 +110,7 @@ impl Application {
             metrics,
             shutdown_timeout: config.shutdown_timeout,
             sweeper,
+            deliverer,
             auth,
             limits: ListenerLimits {
                 header_read_timeout: config.header_read_timeout,
@@ -142,6 +151,8 @@ impl Application {
         let sweep = self
             .sweeper
             .map(|(s, every)| tokio::spawn(crate::sweep::periodic(s, every)));
+        // Webhook deliveries; dropping it mid-attempt is safe (claims are leased).
+        let deliver = tokio::spawn(self.deliverer.run());
         // Rate limiters forget idle subjects now and then.
         let auth = self.auth.clone();
         let shrink = tokio::spawn(async move {
@@ -157,6 +168,7 @@ impl Application {
         }
         let _ = tx.send(true);
         shrink.abort();
+        deliver.abort();
         if let Some(s) = sweep {
             s.abort();
         }

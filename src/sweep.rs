@@ -36,6 +36,8 @@ pub struct SweepReport {
     pub failed: u64,
     /// Finished records deleted by retention.
     pub deleted: u64,
+    /// Events past retention that no webhook endpoint waited for, deleted.
+    pub events_deleted: u64,
     /// Orphaned provider uploads found (with `--orphans`).
     pub orphans_found: u64,
     pub orphans_aborted: u64,
@@ -58,6 +60,7 @@ impl SweepReport {
         self.aborts_finished += o.aborts_finished;
         self.failed += o.failed;
         self.deleted += o.deleted;
+        self.events_deleted += o.events_deleted;
         self.orphans_found += o.orphans_found;
         self.orphans_aborted += o.orphans_aborted;
         self.orphans_failed += o.orphans_failed;
@@ -72,9 +75,9 @@ impl SweepReport {
             ""
         };
         format!(
-            "sweep: {would}{} expired uploads aborted, {} already gone at the provider, {} recovered as completed, {} interrupted aborts finished, {} failed; {} finished records deleted; orphans: {} found, {} aborted, {} failed",
+            "sweep: {would}{} expired uploads aborted, {} already gone at the provider, {} recovered as completed, {} interrupted aborts finished, {} failed; {} finished records and {} old events deleted; orphans: {} found, {} aborted, {} failed",
             self.aborted, self.already_gone, self.recovered_completed, self.aborts_finished, self.failed, self.deleted,
-            self.orphans_found, self.orphans_aborted, self.orphans_failed
+            self.events_deleted, self.orphans_found, self.orphans_aborted, self.orphans_failed
         )
     }
 }
@@ -277,6 +280,16 @@ impl Sweeper {
                     db::delete_finished(&self.db, clock() - retention, self.settings.batch_size)
                         .await?;
                 report.deleted += n;
+                if n < self.settings.batch_size as u64 {
+                    break;
+                }
+            }
+            // Events no endpoint still waits for, past the same retention.
+            loop {
+                let n =
+                    db::delete_old_events(&self.db, clock() - retention, self.settings.batch_size)
+                        .await?;
+                report.events_deleted += n;
                 if n < self.settings.batch_size as u64 {
                     break;
                 }

@@ -1,6 +1,7 @@
 //! Creating uploads: the provider's multipart upload and its record, or neither.
 
 use super::*;
+use crate::domain::event::NewEvent;
 
 impl Broker {
     // ------------------------------------------------------------ create
@@ -125,8 +126,9 @@ impl Broker {
                 expires_at: g.expires_at,
             })
         });
-        match db::insert_within_quotas(&self.inner.db, &upload, &s.quotas, grant).await {
-            Ok(Ok(())) => {}
+        let created = NewEvent::of(&upload, now).expect("an active upload's event");
+        match db::insert_within_quotas(&self.inner.db, &upload, &s.quotas, grant, &created).await {
+            Ok(Ok(())) => crate::events::wake(),
             Ok(Err(hit)) => {
                 self.abort_orphan(&upload).await;
                 return Err(ApiError::QuotaExceeded {

@@ -1,10 +1,12 @@
 //! The one writer of each status change. Every path that records an upload
 //! `completed`, `aborted` or `expired` (the routes, the recovery of a completion
 //! that got through before a crash, the sweep) goes through these functions:
-//! a fenced conditional UPDATE, the metric, the log line. `Ok(None)` means the
-//! fence no longer matched: someone else holds or settled the upload.
+//! a fenced conditional UPDATE and its event in one transaction, the metric,
+//! the log line. `Ok(None)` means the fence no longer matched: someone else
+//! holds or settled the upload (and wrote the event).
 
 use crate::db::{self, DbError, Fence, FinishedObject};
+use crate::domain::event::NewEvent;
 use crate::domain::part_plan::PartPlan;
 use crate::domain::upload::{StoredPart, Upload};
 use crate::storage::{ObjectInfo, Storage, StorageError};
@@ -33,8 +35,11 @@ pub async fn completed(
     learned: Option<PartPlan>,
     by: CompletedBy,
 ) -> Result<Option<Upload>, DbError> {
+    let now = Utc::now();
+    let mut tx = db.begin().await?;
     let done =
-        db::record_completed(db, upload.id, fence, object, parts, Utc::now(), learned).await?;
+        db::record_completed(&mut *tx, upload.id, fence, object, parts, now, learned).await?;
+    let done = with_event(tx, done).await?;
     if let Some(d) = &done {
         let bytes = d.object_size.or(d.plan.map(|p| p.size())).unwrap_or(0);
         tracing::info!(upload_id = %d.id, ?by, parts = parts.len(), bytes, "upload completed");
@@ -43,13 +48,33 @@ pub async fn completed(
     Ok(done)
 }
 
+/// Writes the event of a change made in `tx` (if it was made) and commits both:
+/// a status change is never recorded without its event, nor an event without
+/// its change. Wakes this process's delivery workers.
+async fn with_event(
+    mut tx: sqlx::Transaction<'_, sqlx::Postgres>,
+    changed: Option<Upload>,
+) -> Result<Option<Upload>, DbError> {
+    let Some(u) = changed else {
+        return Ok(None);
+    };
+    if let Some(e) = NewEvent::of(&u, Utc::now()) {
+        db::insert_event(&mut *tx, &e).await?;
+    }
+    tx.commit().await?;
+    crate::events::wake();
+    Ok(Some(u))
+}
+
 /// `aborting → aborted`, once the provider no longer has the upload.
 pub async fn aborted(
     db: &PgPool,
     upload: &Upload,
     fence: Fence,
 ) -> Result<Option<Upload>, DbError> {
-    let done = db::record_aborted(db, upload.id, fence).await?;
+    let mut tx = db.begin().await?;
+    let done = db::record_aborted(&mut *tx, upload.id, fence).await?;
+    let done = with_event(tx, done).await?;
     if done.is_some() {
         tracing::info!(upload_id = %upload.id, "upload aborted");
         crate::metrics::upload_aborted();
@@ -74,7 +99,9 @@ pub async fn expired(
     fence: Fence,
     by: ExpiredBy,
 ) -> Result<Option<Upload>, DbError> {
-    let done = db::record_expired(db, upload.id, fence).await?;
+    let mut tx = db.begin().await?;
+    let done = db::record_expired(&mut *tx, upload.id, fence).await?;
+    let done = with_event(tx, done).await?;
     if done.is_some() {
         let reason = match by {
             ExpiredBy::Sweep => "sweep",

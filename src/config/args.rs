@@ -120,6 +120,52 @@ impl SweepTuning {
     }
 }
 
+/// How webhooks are delivered (serve's delivery worker).
+#[derive(Debug, Clone, Args)]
+pub struct WebhookTuning {
+    /// Longest a webhook receiver may take to answer; anything slower is a failed attempt.
+    #[arg(long, env = "WEBHOOK_TIMEOUT", value_name = "WEBHOOK_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub webhook_timeout: Duration,
+
+    /// Wait after a delivery's first failed attempt; it doubles with each failure
+    /// (with jitter, at most WEBHOOK_RETRY_MAX_DELAY).
+    #[arg(long, env = "WEBHOOK_RETRY_DELAY", value_name = "WEBHOOK_RETRY_DELAY", default_value = "10s", value_parser = parse_duration)]
+    pub webhook_retry_delay: Duration,
+
+    /// Longest wait between two attempts of a delivery.
+    #[arg(long, env = "WEBHOOK_RETRY_MAX_DELAY", value_name = "WEBHOOK_RETRY_MAX_DELAY", default_value = "1h", value_parser = parse_duration)]
+    pub webhook_retry_max_delay: Duration,
+
+    /// How long after its event a delivery is retried before it is marked failed.
+    #[arg(long, env = "WEBHOOK_RETRY_FOR", value_name = "WEBHOOK_RETRY_FOR", default_value = "24h", value_parser = parse_duration)]
+    pub webhook_retry_for: Duration,
+
+    /// How often the worker looks for deliveries made due elsewhere (another
+    /// instance's events, retries); events of this instance are sent at once.
+    #[arg(long, env = "WEBHOOK_POLL", value_name = "WEBHOOK_POLL", default_value = "1s", value_parser = parse_duration)]
+    pub webhook_poll: Duration,
+
+    /// Most webhook deliveries in flight at once per instance.
+    #[arg(long, env = "WEBHOOK_CONCURRENCY", value_name = "WEBHOOK_CONCURRENCY", default_value_t = 16,
+          value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub webhook_concurrency: u16,
+}
+
+impl WebhookTuning {
+    pub fn settings(&self) -> crate::events::deliver::DeliverySettings {
+        crate::events::deliver::DeliverySettings {
+            timeout: self.webhook_timeout,
+            retry: crate::domain::event::RetryPolicy {
+                first: self.webhook_retry_delay,
+                max: self.webhook_retry_max_delay.max(self.webhook_retry_delay),
+                give_up_after: self.webhook_retry_for,
+            },
+            poll: self.webhook_poll,
+            concurrency: self.webhook_concurrency as usize,
+        }
+    }
+}
+
 /// Everything `sweep` needs.
 #[derive(Debug, Clone, Args)]
 pub struct SweepArgs {
@@ -160,6 +206,9 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub sweep: SweepTuning,
+
+    #[command(flatten)]
+    pub webhooks: WebhookTuning,
 
     /// How often `serve` sweeps (with ±10% jitter); 0 turns the periodic sweep off.
     #[arg(long, env = "SWEEP_INTERVAL", value_name = "SWEEP_INTERVAL", default_value = "5m", value_parser = parse_duration)]

@@ -93,6 +93,18 @@ impl ServeArgs {
                 "must be at least twice STORAGE_TIMEOUT (no storage call may outlive a lease)",
             ));
         }
+        let w = &self.webhooks;
+        if w.webhook_timeout < Duration::from_millis(100)
+            || w.webhook_timeout > Duration::from_secs(300)
+        {
+            return Err(cfg_err("WEBHOOK_TIMEOUT", "must be 100ms to 5m"));
+        }
+        if w.webhook_retry_delay < Duration::from_millis(10) {
+            return Err(cfg_err("WEBHOOK_RETRY_DELAY", "must be at least 10ms"));
+        }
+        if w.webhook_poll < Duration::from_millis(10) {
+            return Err(cfg_err("WEBHOOK_POLL", "must be at least 10ms"));
+        }
         if self.header_timeout < Duration::from_secs(1) {
             return Err(cfg_err("BROKER_HEADER_TIMEOUT", "must be at least 1s"));
         }
@@ -184,6 +196,7 @@ impl ServeArgs {
             migrate: !self.no_migrate,
             sweep_interval: self.sweep_interval,
             sweep: self.sweep.settings(&storage.key_prefix),
+            deliveries: self.webhooks.settings(),
             storage,
         })
     }

@@ -144,6 +144,8 @@ pub struct Config {
     /// Zero: no periodic sweep.
     pub sweep_interval: Duration,
     pub sweep: SweepSettings,
+    /// How webhooks are delivered.
+    pub deliveries: crate::events::deliver::DeliverySettings,
 }
 
 /// `tenant:key,tenant:key`.

@@ -30,6 +30,7 @@ pub async fn insert_within_quotas(
     u: &Upload,
     quotas: &Quotas,
     grant: Option<GrantUse<'_>>,
+    created: &crate::domain::event::NewEvent,
 ) -> Result<Result<(), QuotaHit>, DbError> {
     let mut tx = pool.begin().await?;
     sqlx::query("select pg_advisory_xact_lock(hashtextextended('upload-broker/quota/' || $1, 0))")
@@ -100,6 +101,7 @@ pub async fn insert_within_quotas(
         }
     }
     insert_upload(&mut *tx, u).await?;
+    super::insert_event(&mut *tx, created).await?;
     tx.commit().await?;
     Ok(Ok(()))
 }

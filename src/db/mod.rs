@@ -74,10 +74,12 @@ pub fn pool(url: &str, max_connections: u32) -> Result<PgPool, sqlx::Error> {
 }
 
 mod credentials;
+mod events;
 mod sweep;
 mod uploads;
 
 pub use credentials::*;
+pub use events::*;
 pub use sweep::*;
 pub use uploads::*;
 

@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod companion;
+pub mod events;
 pub mod extract;
 pub mod grants;
 pub mod health;
@@ -32,6 +33,8 @@ use tracing::Span;
 pub struct AppState {
     pub broker: Broker,
     pub auth: Arc<crate::auth::Authenticator>,
+    /// Webhook endpoints, deliveries and the event feed.
+    pub events: crate::events::Events,
     /// The bearer token `/metrics` asks for, if one is configured.
     pub metrics_token: Option<Arc<crate::config::Secret<String>>>,
 }
@@ -101,7 +104,8 @@ fn parts(
     use utoipa::OpenApi as _;
     let mut api = utoipa_axum::router::OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .merge(uploads::router())
-        .merge(grants::router());
+        .merge(grants::router())
+        .merge(events::router());
     if let Some(mount) = companion_mount {
         api = api.nest(mount, companion::router());
     }

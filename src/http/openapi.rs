@@ -110,6 +110,7 @@ impl Modify for BearerAuth {
     tags(
         (name = "uploads", description = "The native API (bearer credential required)"),
         (name = "credentials", description = "Upload grants for browsers and apps (API key required)"),
+        (name = "events", description = "Webhooks and the event feed: every status change of an upload (API key required)"),
         (name = "operations", description = "Health, readiness and metrics (no credential)"),
         (name = "companion", description = "Uppy Companion-compatible S3 multipart routes (bearer credential required)")
     )

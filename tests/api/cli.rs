@@ -207,6 +207,9 @@ fn help_documents_every_option_and_its_variable() {
         "BROKER_HEADER_TIMEOUT",
         "BROKER_MAX_CONNECTIONS",
         "METRICS_TOKEN",
+        "WEBHOOK_TIMEOUT",
+        "WEBHOOK_RETRY_FOR",
+        "WEBHOOK_POLL",
     ] {
         assert!(out.contains(&format!("env: {var}")), "--help names {var}");
     }

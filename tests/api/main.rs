@@ -11,6 +11,7 @@ mod cli;
 mod companion;
 mod credentials;
 mod errors;
+mod events;
 mod grants;
 mod hardening;
 mod integrity;

@@ -108,6 +108,12 @@ async fn the_document_describes_exactly_the_served_routes(pool: PgPool) {
         ("POST", "/s3/multipart/{uploadId}/complete"),
         ("GET", "/s3/params"),
         ("POST", "/v1/grants"),
+        ("POST", "/v1/webhooks"),
+        ("GET", "/v1/webhooks"),
+        ("DELETE", "/v1/webhooks/{id}"),
+        ("GET", "/v1/webhooks/{id}/deliveries"),
+        ("POST", "/v1/webhooks/{id}/deliveries/{eventId}/retry"),
+        ("GET", "/v1/events"),
     ]
     .iter()
     .map(|(m, p)| (m.to_string(), p.to_string()))
@@ -122,7 +128,9 @@ async fn the_document_describes_exactly_the_served_routes(pool: PgPool) {
         let url = path
             .replace("{token}", &t)
             .replace("{uploadId}", "some-id")
-            .replace("{partNumber}", "1");
+            .replace("{partNumber}", "1")
+            .replace("{id}", "wh_x")
+            .replace("{eventId}", "evt_x");
         let m = Method::from_bytes(method.as_bytes()).unwrap();
         let res = app
             .req(m, &format!("{url}?fingerprint=x&key=k&partNumbers=1"))

@@ -3,6 +3,7 @@
 //! prefix per test so tests run in parallel. A missing service fails the test
 //! with instructions; nothing is skipped.
 pub mod proxy;
+pub mod receiver;
 
 use aws_sdk_s3::Client as S3;
 use serde_json::{json, Value};
@@ -57,6 +58,7 @@ pub struct Options {
     pub quotas: upload_broker::db::Quotas,
     pub rate_limit: u32,
     pub api_key_rate_limit: u32,
+    pub deliveries: upload_broker::events::deliver::DeliverySettings,
 }
 
 impl Default for Options {
@@ -88,6 +90,17 @@ impl Default for Options {
             },
             rate_limit: 0,
             api_key_rate_limit: 0,
+            // Fast retries and a short timeout, so fault tests take seconds.
+            deliveries: upload_broker::events::deliver::DeliverySettings {
+                timeout: Duration::from_secs(2),
+                retry: upload_broker::domain::event::RetryPolicy {
+                    first: Duration::from_millis(200),
+                    max: Duration::from_secs(1),
+                    give_up_after: Duration::from_secs(24 * 3600),
+                },
+                poll: Duration::from_millis(200),
+                concurrency: 16,
+            },
         }
     }
 }
@@ -156,6 +169,7 @@ pub fn test_config(opts: &Options) -> Config {
             retention: Duration::from_secs(30 * 86400),
             key_prefix: prefix.clone(),
         },
+        deliveries: opts.deliveries.clone(),
     }
 }
 

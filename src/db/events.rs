@@ -1,0 +1,377 @@
+//! Events, webhook endpoints and their deliveries.
+
+use super::*;
+use crate::domain::event::{event_id, Event, NewEvent};
+
+/// Writes an event and one pending delivery for each of the tenant's endpoints
+/// that takes its type: one statement, inside the transaction of the status
+/// change it tells of (only `broker::record` and `broker::create` call it).
+pub async fn insert_event(db: impl PgExecutor<'_>, e: &NewEvent) -> Result<(), DbError> {
+    sqlx::query(
+        "with e as ( \
+           insert into events (id, tenant, upload_id, type, data, created_at) \
+           values ($1, $2, $3, $4, $5, $6) returning seq) \
+         insert into deliveries (webhook_id, event_seq, upload_id, next_attempt_at) \
+         select w.id, e.seq, $3, $6 from e, webhooks w \
+         where w.tenant = $2 and (w.event_types is null or $4 = any(w.event_types))",
+    )
+    .bind(e.id)
+    .bind(&e.tenant)
+    .bind(e.upload_id)
+    .bind(e.kind.as_str())
+    .bind(sqlx::types::Json(&e.data))
+    .bind(e.at)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Where a reader of the feed is: after the event at (`xid`, `seq`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FeedPosition {
+    pub xid: i64,
+    pub seq: i64,
+}
+
+#[derive(sqlx::FromRow)]
+struct EventRow {
+    seq: i64,
+    xid: i64,
+    id: Uuid,
+    #[sqlx(rename = "type")]
+    kind: String,
+    data: sqlx::types::Json<serde_json::Value>,
+    created_at: DateTime<Utc>,
+}
+
+impl EventRow {
+    fn event(self) -> Event {
+        Event {
+            id: event_id(self.id),
+            kind: self.kind,
+            timestamp: crate::domain::event::rfc3339(&self.created_at),
+            data: self.data.0,
+        }
+    }
+}
+
+/// A tenant's events after `after`, oldest first. Only events whose transaction
+/// is older than every transaction still running are shown: the set of those
+/// is final, so no event can later appear before the last one returned.
+pub async fn events_after(
+    db: impl PgExecutor<'_>,
+    tenant: &str,
+    after: FeedPosition,
+    limit: i64,
+) -> Result<Vec<(FeedPosition, Event)>, DbError> {
+    let rows = sqlx::query_as::<_, EventRow>(
+        "select seq, xid, id, type, data, created_at from events \
+         where tenant = $1 and (xid, seq) > ($2, $3) \
+           and xid < pg_snapshot_xmin(pg_current_snapshot())::text::bigint \
+         order by xid, seq limit $4",
+    )
+    .bind(tenant)
+    .bind(after.xid)
+    .bind(after.seq)
+    .bind(limit)
+    .fetch_all(db)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            (
+                FeedPosition {
+                    xid: r.xid,
+                    seq: r.seq,
+                },
+                r.event(),
+            )
+        })
+        .collect())
+}
+
+/// Deletes events older than `before` that no endpoint still waits for (their
+/// deliveries go with them); at most `limit` per call.
+pub async fn delete_old_events(
+    db: impl PgExecutor<'_>,
+    before: DateTime<Utc>,
+    limit: i64,
+) -> Result<u64, DbError> {
+    let r = sqlx::query(
+        "delete from events where seq in ( \
+           select e.seq from events e where e.created_at < $1 \
+             and not exists (select 1 from deliveries d where d.event_seq = e.seq and d.status = 'pending') \
+           limit $2)",
+    )
+    .bind(before)
+    .bind(limit)
+    .execute(db)
+    .await?;
+    Ok(r.rows_affected())
+}
+
+// ------------------------------------------------------------------ webhooks
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct WebhookRow {
+    pub id: Uuid,
+    pub tenant: String,
+    pub url: String,
+    pub event_types: Option<Vec<String>>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Adds an endpoint unless the tenant has `max` already (`Ok(false)`).
+pub async fn insert_webhook(
+    db: impl PgExecutor<'_>,
+    w: &WebhookRow,
+    sealed_secret: &[u8],
+    max: i64,
+) -> Result<bool, DbError> {
+    let r = sqlx::query(
+        "insert into webhooks (id, tenant, url, event_types, secret, created_at) \
+         select $1, $2, $3, $4, $5, $6 \
+         where (select count(*) from webhooks where tenant = $2) < $7",
+    )
+    .bind(w.id)
+    .bind(&w.tenant)
+    .bind(&w.url)
+    .bind(&w.event_types)
+    .bind(sealed_secret)
+    .bind(w.created_at)
+    .bind(max)
+    .execute(db)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+pub async fn list_webhooks(
+    db: impl PgExecutor<'_>,
+    tenant: &str,
+) -> Result<Vec<WebhookRow>, DbError> {
+    Ok(sqlx::query_as::<_, WebhookRow>(
+        "select id, tenant, url, event_types, created_at from webhooks \
+         where tenant = $1 order by created_at, id",
+    )
+    .bind(tenant)
+    .fetch_all(db)
+    .await?)
+}
+
+pub async fn webhook_exists(
+    db: impl PgExecutor<'_>,
+    tenant: &str,
+    id: Uuid,
+) -> Result<bool, DbError> {
+    Ok(
+        sqlx::query_scalar::<_, i32>("select 1 from webhooks where tenant = $1 and id = $2")
+            .bind(tenant)
+            .bind(id)
+            .fetch_optional(db)
+            .await?
+            .is_some(),
+    )
+}
+
+/// Removes an endpoint and its deliveries; false if the tenant has no such one.
+pub async fn delete_webhook(
+    db: impl PgExecutor<'_>,
+    tenant: &str,
+    id: Uuid,
+) -> Result<bool, DbError> {
+    let r = sqlx::query("delete from webhooks where tenant = $1 and id = $2")
+        .bind(tenant)
+        .bind(id)
+        .execute(db)
+        .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+// ---------------------------------------------------------------- deliveries
+
+/// A delivery taken by this worker: what to send, where, and its claim.
+#[derive(Debug, sqlx::FromRow)]
+pub struct DueDelivery {
+    pub webhook_id: Uuid,
+    pub event_seq: i64,
+    pub claim: Uuid,
+    pub attempts: i32,
+    pub tenant: String,
+    pub url: String,
+    pub secret: Vec<u8>,
+    event_id: Uuid,
+    #[sqlx(rename = "type")]
+    kind: String,
+    data: sqlx::types::Json<serde_json::Value>,
+    pub event_at: DateTime<Utc>,
+}
+
+impl DueDelivery {
+    pub fn event(&self) -> Event {
+        Event {
+            id: event_id(self.event_id),
+            kind: self.kind.clone(),
+            timestamp: crate::domain::event::rfc3339(&self.event_at),
+            data: self.data.0.clone(),
+        }
+    }
+}
+
+/// Takes up to `limit` due deliveries, each the earliest pending one of its
+/// upload for its endpoint (so an upload's events arrive in order), skipping
+/// rows another worker is taking. Each gets a fresh claim and a lease: until
+/// `lease` has passed nobody else takes it; a worker that dies mid-attempt
+/// leaves it to be taken again then.
+pub async fn claim_deliveries(
+    db: impl PgExecutor<'_>,
+    limit: i64,
+    lease: Duration,
+) -> Result<Vec<DueDelivery>, DbError> {
+    Ok(sqlx::query_as::<_, DueDelivery>(
+        "with due as ( \
+           select d.webhook_id, d.event_seq from deliveries d \
+           where d.status = 'pending' and d.next_attempt_at <= now() \
+             and not exists (select 1 from deliveries p \
+                             where p.webhook_id = d.webhook_id and p.upload_id = d.upload_id \
+                               and p.status = 'pending' and p.event_seq < d.event_seq) \
+           order by d.next_attempt_at, d.event_seq limit $1 \
+           for update of d skip locked), \
+         taken as ( \
+           update deliveries d set claim = gen_random_uuid(), attempts = d.attempts + 1, \
+             last_attempt_at = now(), next_attempt_at = now() + make_interval(secs => $2) \
+           from due where d.webhook_id = due.webhook_id and d.event_seq = due.event_seq \
+           returning d.webhook_id, d.event_seq, d.claim, d.attempts) \
+         select t.webhook_id, t.event_seq, t.claim, t.attempts, w.tenant, w.url, w.secret, \
+           e.id as event_id, e.type, e.data, e.created_at as event_at \
+         from taken t join webhooks w on w.id = t.webhook_id join events e on e.seq = t.event_seq",
+    )
+    .bind(limit)
+    .bind(lease.as_secs_f64())
+    .fetch_all(db)
+    .await?)
+}
+
+/// How an attempt ended.
+#[derive(Debug, Clone)]
+pub enum Attempted {
+    Delivered {
+        status: u16,
+    },
+    /// Failed; tried again at `at`.
+    Retry {
+        at: DateTime<Utc>,
+        status: Option<u16>,
+        error: String,
+    },
+    /// Failed for the last time.
+    Failed {
+        status: Option<u16>,
+        error: String,
+    },
+}
+
+/// Records an attempt's end, if the claim is still this worker's.
+pub async fn finish_delivery(
+    db: impl PgExecutor<'_>,
+    d: &DueDelivery,
+    outcome: &Attempted,
+) -> Result<bool, DbError> {
+    let (status, next, code, error) = match outcome {
+        Attempted::Delivered { status } => ("delivered", None, Some(*status), None),
+        Attempted::Retry { at, status, error } => ("pending", Some(*at), *status, Some(error)),
+        Attempted::Failed { status, error } => ("failed", None, *status, Some(error)),
+    };
+    let r = sqlx::query(
+        "update deliveries set status = $4, claim = null, \
+           next_attempt_at = coalesce($5, next_attempt_at), last_status = $6, last_error = $7, \
+           delivered_at = case when $4 = 'delivered' then now() else delivered_at end \
+         where webhook_id = $1 and event_seq = $2 and claim = $3",
+    )
+    .bind(d.webhook_id)
+    .bind(d.event_seq)
+    .bind(d.claim)
+    .bind(status)
+    .bind(next)
+    .bind(code.map(i32::from))
+    .bind(error)
+    .execute(db)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+/// A delivery as the operations routes show it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct DeliveryRow {
+    pub event_id: Uuid,
+    #[sqlx(rename = "type")]
+    pub kind: String,
+    pub upload_id: Uuid,
+    pub status: String,
+    pub attempts: i32,
+    pub next_attempt_at: DateTime<Utc>,
+    pub last_attempt_at: Option<DateTime<Utc>>,
+    pub last_status: Option<i32>,
+    pub last_error: Option<String>,
+    pub delivered_at: Option<DateTime<Utc>>,
+    pub event_at: DateTime<Utc>,
+}
+
+const DELIVERY_COLUMNS: &str = "e.id as event_id, e.type, d.upload_id, d.status, d.attempts, \
+    d.next_attempt_at, d.last_attempt_at, d.last_status, d.last_error, d.delivered_at, \
+    e.created_at as event_at";
+
+/// An endpoint's deliveries (of one status, if given), oldest event first.
+pub async fn list_deliveries(
+    db: impl PgExecutor<'_>,
+    webhook_id: Uuid,
+    status: Option<&str>,
+    limit: i64,
+) -> Result<Vec<DeliveryRow>, DbError> {
+    Ok(sqlx::query_as::<_, DeliveryRow>(&format!(
+        "select {DELIVERY_COLUMNS} from deliveries d join events e on e.seq = d.event_seq \
+         where d.webhook_id = $1 and ($2::text is null or d.status = $2) \
+         order by d.event_seq limit $3"
+    ))
+    .bind(webhook_id)
+    .bind(status)
+    .bind(limit)
+    .fetch_all(db)
+    .await?)
+}
+
+/// Makes one delivery due now again (a `failed` or `delivered` one, or a
+/// pending one not in flight), then reads it back; `None` if the endpoint has
+/// no delivery of that event.
+pub async fn retry_delivery(
+    db: &PgPool,
+    webhook_id: Uuid,
+    event: Uuid,
+) -> Result<Option<DeliveryRow>, DbError> {
+    sqlx::query(
+        "update deliveries d set status = 'pending', next_attempt_at = now() \
+         from events e where e.seq = d.event_seq and d.webhook_id = $1 and e.id = $2 \
+           and not (d.status = 'pending' and d.claim is not null and d.next_attempt_at > now())",
+    )
+    .bind(webhook_id)
+    .bind(event)
+    .execute(db)
+    .await?;
+    Ok(sqlx::query_as::<_, DeliveryRow>(&format!(
+        "select {DELIVERY_COLUMNS} from deliveries d join events e on e.seq = d.event_seq \
+         where d.webhook_id = $1 and e.id = $2"
+    ))
+    .bind(webhook_id)
+    .bind(event)
+    .fetch_optional(db)
+    .await?)
+}
+
+/// When the oldest event still waiting for a delivery happened.
+pub async fn oldest_undelivered(db: impl PgExecutor<'_>) -> Result<Option<DateTime<Utc>>, DbError> {
+    Ok(sqlx::query_scalar(
+        "select min(e.created_at) from deliveries d join events e on e.seq = d.event_seq \
+         where d.status = 'pending'",
+    )
+    .fetch_one(db)
+    .await?)
+}
