@@ -25,9 +25,11 @@ AWS_ENDPOINT_URL="$S3_ENDPOINT" "$LS_VENV/bin/python" localstack/init/ready.d/10
 export UPLOAD_BROKER_TEST_LOG_DIR="$ROOT/target/test-logs"
 rm -rf "$UPLOAD_BROKER_TEST_LOG_DIR"
 
-# The webhook tests verify deliveries with the Standard Webhooks reference library.
+# The webhook tests verify deliveries with the Standard Webhooks reference library,
+# and run the README's example receiver.
 command -v node >/dev/null 2>&1 || die "Node.js is needed for the webhook tests (apt-get install nodejs npm)."
 (cd tests/webhook-verify && npm ci --no-audit --no-fund --loglevel=error)
+(cd examples/webhook-receiver && npm ci --no-audit --no-fund --loglevel=error)
 
 log "Running cargo test (Postgres: $DATABASE_URL, S3: $S3_ENDPOINT)"
 case " $* " in

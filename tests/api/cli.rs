@@ -167,7 +167,7 @@ async fn text_logs_carry_no_colour_codes_off_a_terminal() {
     drop_database(&db).await;
 }
 
-async fn drop_database(db: &str) {
+pub(crate) async fn drop_database(db: &str) {
     let name = reqwest::Url::parse(db)
         .unwrap()
         .path()
@@ -225,7 +225,7 @@ fn test_database_url() -> String {
 
 /// The URL of a database of its own for the binary, which does not exist yet:
 /// `migrate` creates it.
-async fn fresh_database() -> String {
+pub(crate) async fn fresh_database() -> String {
     let mut url = reqwest::Url::parse(&test_database_url()).unwrap();
     url.set_path(&format!("ub_cli_{}", uuid::Uuid::new_v4().simple()));
     url.to_string()
@@ -492,7 +492,7 @@ async fn the_sweep_command_end_to_end(pool: sqlx::PgPool) {
 }
 
 /// The API key of the brokers `serve_on` starts (tenant `acme`).
-const SERVE_KEY: &str = "restart-key-0123456789";
+pub(crate) const SERVE_KEY: &str = "restart-key-0123456789";
 
 /// Starts `serve` on a free port; returns the child and its base URL once it answers.
 async fn serve_on(
@@ -513,6 +513,18 @@ async fn serve_with(
     prefix: &str,
     json_logs: bool,
 ) -> (std::process::Child, String) {
+    serve_env(db, state_dir, s3, prefix, json_logs, &[]).await
+}
+
+/// As [`serve_with`], with more environment variables.
+pub(crate) async fn serve_env(
+    db: &str,
+    state_dir: &std::path::Path,
+    s3: &str,
+    prefix: &str,
+    json_logs: bool,
+    extra: &[(&str, &str)],
+) -> (std::process::Child, String) {
     let port = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
@@ -528,6 +540,7 @@ async fn serve_with(
         .env("BROKER_API_KEYS", format!("acme:{SERVE_KEY}"))
         .env("STATE_DIRECTORY", state_dir)
         .env("LOG_FORMAT", if json_logs { "json" } else { "text" })
+        .envs(extra.iter().copied())
         .stdout(Stdio::null())
         .stderr(if json_logs {
             Stdio::piped()
@@ -545,7 +558,10 @@ async fn serve_with(
     (child, base)
 }
 
-fn wait_exit(child: &mut std::process::Child, within: Duration) -> std::process::ExitStatus {
+pub(crate) fn wait_exit(
+    child: &mut std::process::Child,
+    within: Duration,
+) -> std::process::ExitStatus {
     let start = Instant::now();
     loop {
         if let Some(s) = child.try_wait().unwrap() {

@@ -625,3 +625,181 @@ async fn retention_deletes_old_delivered_events_but_keeps_undelivered_ones(pool:
     // waits for its endpoint.
     assert_eq!(kinds, ["upload.aborted"]);
 }
+
+#[tokio::test]
+async fn events_committed_before_a_kill_9_are_delivered_after_the_restart() {
+    use crate::cli::{drop_database, fresh_database, serve_env, wait_exit, SERVE_KEY};
+    let db = fresh_database().await;
+    let state_dir = std::env::temp_dir().join(format!("ub-state-{}", uuid::Uuid::new_v4()));
+    let prefix = format!("events-{}/", uuid::Uuid::new_v4());
+    // A 3 s timeout leases each attempt for 8 s.
+    let env = [
+        ("WEBHOOK_TIMEOUT", "3s"),
+        ("WEBHOOK_RETRY_DELAY", "200ms"),
+        ("WEBHOOK_POLL", "200ms"),
+    ];
+    let (mut first, base) = serve_env(&db, &state_dir, &endpoint(), &prefix, false, &env).await;
+    let http = reqwest::Client::new();
+    let rx = Receiver::start().await;
+    // The receiver holds every request: the first attempt is in flight when the broker dies.
+    *rx.otherwise.lock().unwrap() = Answer::Stall(Duration::from_secs(30));
+    let hook: Value = http
+        .post(format!("{base}/v1/webhooks"))
+        .bearer_auth(SERVE_KEY)
+        .json(&json!({"url": rx.url}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let secret = hook["secret"].as_str().unwrap().to_string();
+    let c: Value = http
+        .post(format!("{base}/v1/uploads"))
+        .bearer_auth(SERVE_KEY)
+        .json(&json!({"filename": "k.bin", "size": 4}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let url = c["parts"][0]["url"].as_str().unwrap().to_string();
+    assert!(http
+        .put(url)
+        .body("kill")
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .is_success());
+    let done = http
+        .post(format!("{base}/v1/uploads/{}/complete", token(&c)))
+        .bearer_auth(SERVE_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(done.status(), 200, "the completion is committed");
+    rx.wait_for(1, WAIT).await;
+    assert!(std::process::Command::new("kill")
+        .args(["-9", &first.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    wait_exit(&mut first, Duration::from_secs(10));
+    assert!(
+        rx.delivered().is_empty(),
+        "nothing was delivered before the kill"
+    );
+
+    // A new instance on the same database delivers both, in order, once the
+    // dead one's lease has run out.
+    *rx.otherwise.lock().unwrap() = Answer::Status(200);
+    let (mut second, _) = serve_env(&db, &state_dir, &endpoint(), &prefix, false, &env).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while rx.delivered().len() < 2 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not delivered after the restart: {:#?}",
+            rx.received()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let delivered = rx.delivered();
+    let kinds: Vec<_> = delivered.iter().map(|r| r.json()["type"].clone()).collect();
+    assert_eq!(kinds, [json!("upload.created"), json!("upload.completed")]);
+    assert!(delivered.iter().all(|r| r.json()["data"]["id"] == c["id"]));
+    // The attempt cut off by the kill was the created event's: the same id again.
+    assert_eq!(
+        rx.received()[0].header("webhook-id"),
+        delivered[0].header("webhook-id")
+    );
+    let ids: Vec<String> = delivered
+        .iter()
+        .map(|r| r.header("webhook-id").to_string())
+        .collect();
+    assert_eq!(verify_with_reference_library(&secret, &delivered), ids);
+
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &second.id().to_string()])
+        .status();
+    wait_exit(&mut second, Duration::from_secs(20));
+    let _ = std::fs::remove_dir_all(state_dir);
+    drop_database(&db).await;
+}
+
+#[sqlx::test]
+async fn the_readmes_node_receiver_verifies_and_logs_a_completed_upload(pool: PgPool) {
+    use std::io::BufRead;
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/webhook-receiver");
+    assert!(
+        std::path::Path::new(dir)
+            .join("node_modules/standardwebhooks")
+            .exists(),
+        "the example receiver's dependencies are not installed: run the suite with \
+         scripts/test.sh, or `npm ci` in examples/webhook-receiver"
+    );
+    let app = TestApp::spawn(pool).await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let (_, secret) = add_webhook(&app, &format!("http://127.0.0.1:{port}/"), None).await;
+    let mut node = std::process::Command::new("node")
+        .arg("receiver.mjs")
+        .current_dir(dir)
+        .env("WEBHOOK_SECRET", &secret)
+        .env("PORT", port.to_string())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("node runs (Node.js is needed for the webhook tests)");
+    let (tx, mut lines) = tokio::sync::mpsc::unbounded_channel();
+    let out = node.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(out).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    assert_eq!(next_line(&mut lines).await, "listening");
+    let c = upload(&app, &data(4321, 3)).await;
+    let id = c["id"].as_str().unwrap();
+    assert_eq!(
+        next_line(&mut lines).await,
+        format!("upload.created {id} {}", c["key"].as_str().unwrap())
+    );
+    assert_eq!(
+        next_line(&mut lines).await,
+        format!("upload.completed {id} {} 4321", c["key"].as_str().unwrap())
+    );
+    // A forged delivery is refused.
+    let forged = app
+        .http
+        .post(format!("http://127.0.0.1:{port}/"))
+        .header("webhook-id", "evt_forged")
+        .header(
+            "webhook-timestamp",
+            chrono::Utc::now().timestamp().to_string(),
+        )
+        .header(
+            "webhook-signature",
+            "v1,AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+        )
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 400);
+    let _ = node.kill();
+    let _ = node.wait();
+}
+
+async fn next_line(lines: &mut tokio::sync::mpsc::UnboundedReceiver<String>) -> String {
+    tokio::time::timeout(WAIT, lines.recv())
+        .await
+        .expect("the receiver printed nothing")
+        .expect("the receiver exited")
+}
