@@ -58,6 +58,18 @@ async fn metrics_move_after_real_work(pool: PgPool) {
             .unwrap()
     };
 
+    // A webhook endpoint that fails once, then takes everything.
+    let rx = common::receiver::Receiver::start().await;
+    rx.script([common::receiver::Answer::Status(500)]);
+    let (s, v) = app
+        .call(
+            reqwest::Method::POST,
+            "/v1/webhooks",
+            Some(json!({"url": rx.url, "eventTypes": ["upload.completed"]})),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
+
     let file = data(5 * MIB + 10, 5);
     let c = app
         .create_ok(json!({"filename": "m.bin", "size": file.len(), "partSize": 5 * MIB}))
@@ -80,7 +92,34 @@ async fn metrics_move_after_real_work(pool: PgPool) {
         .await
         .unwrap();
 
+    rx.wait_for(2, std::time::Duration::from_secs(20)).await;
+    // The worker records the outcome just after the receiver answers.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     let m = metrics().await;
+    assert_eq!(
+        sample(
+            &m,
+            "upload_broker_webhook_deliveries_total",
+            &[("outcome", "retry")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        sample(
+            &m,
+            "upload_broker_webhook_deliveries_total",
+            &[("outcome", "delivered")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        sample(&m, "upload_broker_webhook_delivery_lag_seconds_count", &[]),
+        1.0
+    );
+    assert!(
+        m.contains("upload_broker_events_oldest_undelivered_seconds"),
+        "{m}"
+    );
     assert_eq!(
         sample(&m, "upload_broker_uploads_created_total", &[]),
         3.0,

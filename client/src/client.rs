@@ -234,6 +234,30 @@ impl Client {
         Ok(found.uploads)
     }
 
+    /// `GET /v1/uploads?status=active`, every page: all the caller's active
+    /// uploads (an API key: the tenant's; a grant: its subject's), newest first.
+    pub async fn list_active(&self) -> Result<Vec<Upload>> {
+        #[derive(serde::Deserialize)]
+        struct Page {
+            uploads: Vec<Upload>,
+            next: Option<String>,
+        }
+        let mut all = Vec::new();
+        let mut before: Option<String> = None;
+        loop {
+            let mut query = vec![("status", "active"), ("limit", "1000")];
+            if let Some(b) = &before {
+                query.push(("before", b.as_str()));
+            }
+            let page: Page = self.call(Method::GET, "/v1/uploads", &query, None).await?;
+            all.extend(page.uploads);
+            match page.next {
+                Some(n) => before = Some(n),
+                None => return Ok(all),
+            }
+        }
+    }
+
     /// `POST /v1/uploads/{token}/download`: a presigned GET of a completed upload.
     pub async fn download_info(&self, token: &str) -> Result<DownloadInfo> {
         self.call(

@@ -232,6 +232,25 @@ impl Broker {
         Ok(states.into_iter().map(|(_, s)| s).collect())
     }
 
+    /// A page of the caller's active uploads (a grant: its subject's), newest
+    /// first, from the database alone (no ListParts: progress is per upload).
+    pub async fn list_active(
+        &self,
+        access: &Access,
+        before: Option<(chrono::DateTime<chrono::Utc>, uuid::Uuid)>,
+        limit: i64,
+    ) -> Result<Vec<Upload>, ApiError> {
+        Ok(db::list_active(
+            &self.inner.db,
+            &access.tenant,
+            access.subject(),
+            before,
+            Self::now(),
+            limit,
+        )
+        .await?)
+    }
+
     /// Every part storage holds for an active upload, as ListParts reports it.
     pub async fn list_stored_parts(
         &self,

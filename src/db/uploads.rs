@@ -375,6 +375,34 @@ pub async fn find_by_fingerprint(
     rows.into_iter().map(Upload::try_from).collect()
 }
 
+/// A page of a tenant's (or one subject's) active, unexpired uploads, newest
+/// first, strictly older than `before` (created at, id) if given.
+pub async fn list_active(
+    db: impl PgExecutor<'_>,
+    tenant: &str,
+    subject: Option<&str>,
+    before: Option<(DateTime<Utc>, Uuid)>,
+    now: DateTime<Utc>,
+    limit: i64,
+) -> Result<Vec<Upload>, DbError> {
+    let rows = sqlx::query_as::<_, UploadRow>(&format!(
+        "select {COLUMNS} from uploads \
+         where tenant = $1 and status = 'active' and expires_at > $2 \
+           and ($3::text is null or subject = $3) \
+           and ($4::timestamptz is null or (created_at, id) < ($4, $5)) \
+         order by created_at desc, id desc limit $6"
+    ))
+    .bind(tenant)
+    .bind(now)
+    .bind(subject)
+    .bind(before.map(|b| b.0))
+    .bind(before.map(|b| b.1).unwrap_or_default())
+    .bind(limit)
+    .fetch_all(db)
+    .await?;
+    rows.into_iter().map(Upload::try_from).collect()
+}
+
 /// The upload created through the Companion-compatible routes with this
 /// provider upload id in `bucket`, if any (never a native upload).
 pub async fn get_companion_upload(

@@ -12,7 +12,7 @@ use crate::http::auth::Caller;
 use axum::extract::{Query, State};
 use axum::Json;
 use http::StatusCode;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -124,6 +124,13 @@ struct ClaimBody {
 struct FingerprintQuery {
     /// The fingerprint given at create.
     fingerprint: Option<String>,
+    /// `active`, without `fingerprint`: list every active upload of the caller
+    /// (a grant: its subject's), newest first, a page at a time.
+    status: Option<String>,
+    /// With `status=active`: most uploads per page, 1 to 1000 (default 100).
+    limit: Option<i64>,
+    /// With `status=active`: the `next` of the page before.
+    before: Option<String>,
 }
 
 #[derive(Deserialize, Default, ToSchema)]
@@ -314,27 +321,41 @@ async fn abort(
 }
 
 #[utoipa::path(get, path = "/v1/uploads", security(("bearer" = [])), tag = "uploads", params(FingerprintQuery),
-    summary = "Find active uploads by fingerprint",
-    responses((status = 200, description = "The tenant's active uploads of this fingerprint, newest first", body = FoundUploads),
-        (status = 400, description = "INVALID_REQUEST: fingerprint missing or invalid", body = ErrorBody), CallerErrors, StorageErrors))]
+    summary = "Find active uploads by fingerprint, or list them all",
+    description = "`?fingerprint=`: the caller's active uploads of that fingerprint, each reconciled with ListParts. `?status=active`: every active upload of the caller (a grant: its subject's), newest first, a page at a time (`limit`, `before`), without progress.",
+    responses((status = 200, description = "The caller's active uploads, newest first", body = UploadsPage),
+        (status = 400, description = "INVALID_REQUEST: fingerprint missing or invalid, or a bad listing parameter", body = ErrorBody), CallerErrors, StorageErrors))]
 async fn find_by_fingerprint(
     State(state): State<AppState>,
     Caller(access): Caller,
     query: Result<Query<FingerprintQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<FoundUploads>, ApiError> {
+) -> Result<Json<UploadsPage>, ApiError> {
     let Ok(Query(q)) = query else {
         return Err(ApiError::InvalidRequest(
             "the query string is malformed".into(),
         ));
     };
-    let fingerprint = Fingerprint::parse(q.fingerprint.ok_or_else(|| {
-        ApiError::InvalidRequest("fingerprint: the query parameter is required".into())
-    })?)?;
+    let Some(fingerprint) = q.fingerprint else {
+        return match q.status.as_deref() {
+            Some("active") => {
+                let page = list_active(&state, &access, q.limit, q.before.as_deref()).await?;
+                Ok(Json(UploadsPage::Listed(page)))
+            }
+            Some(_) => Err(ApiError::InvalidRequest(
+                "status: only active uploads can be listed".into(),
+            )),
+            None => Err(ApiError::InvalidRequest(
+                "fingerprint: the query parameter is required (or status=active to list every active upload)"
+                    .into(),
+            )),
+        };
+    };
+    let fingerprint = Fingerprint::parse(fingerprint)?;
     let found = state
         .broker
         .find_by_fingerprint(&access, &fingerprint)
         .await?;
-    Ok(Json(FoundUploads {
+    Ok(Json(UploadsPage::Found(FoundUploads {
         uploads: found
             .iter()
             .map(|s| FoundUpload {
@@ -345,7 +366,64 @@ async fn find_by_fingerprint(
                 progress: s.progress.into(),
             })
             .collect(),
-    }))
+    })))
+}
+
+/// Either answer of `GET /v1/uploads`.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+enum UploadsPage {
+    /// `?fingerprint=`: with progress from ListParts.
+    Found(FoundUploads),
+    /// `?status=active`: a page of the listing.
+    Listed(ListedUploads),
+}
+
+/// A page of active uploads (`?status=active`).
+#[derive(Serialize, ToSchema)]
+struct ListedUploads {
+    uploads: Vec<UploadResource>,
+    /// Pass as `before` for the next page; null on the last one.
+    next: Option<String>,
+}
+
+async fn list_active(
+    state: &AppState,
+    access: &crate::domain::access::Access,
+    limit: Option<i64>,
+    before: Option<&str>,
+) -> Result<ListedUploads, ApiError> {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine as _;
+    let limit = limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::InvalidRequest("limit: must be 1 to 1000".into()));
+    }
+    let bad = || ApiError::InvalidRequest("before: not a cursor this listing gave".into());
+    let before = match before {
+        None => None,
+        Some(c) => {
+            let raw = String::from_utf8(URL_SAFE_NO_PAD.decode(c).map_err(|_| bad())?)
+                .map_err(|_| bad())?;
+            let (micros, id) = raw.split_once('.').ok_or_else(bad)?;
+            let at = chrono::DateTime::from_timestamp_micros(micros.parse().map_err(|_| bad())?)
+                .ok_or_else(bad)?;
+            Some((at, uuid::Uuid::try_parse(id).map_err(|_| bad())?))
+        }
+    };
+    let uploads = state.broker.list_active(access, before, limit).await?;
+    let next = (uploads.len() as i64 == limit)
+        .then(|| uploads.last())
+        .flatten()
+        .map(|u| URL_SAFE_NO_PAD.encode(format!("{}.{}", u.created_at.timestamp_micros(), u.id)));
+    Ok(ListedUploads {
+        uploads: uploads
+            .iter()
+            .filter(|u| u.plan.is_some())
+            .map(|u| UploadResource::new(state, u))
+            .collect(),
+        next,
+    })
 }
 
 #[utoipa::path(post, path = "/v1/uploads/{token}/download", params(("token" = String, Path, description = "The upload's resume token")), security(("bearer" = [])), tag = "uploads",

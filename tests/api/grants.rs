@@ -697,3 +697,94 @@ async fn a_grants_size_limit_holds_on_uploads_without_a_declared_size(pool: PgPo
         .await;
     assert_eq!(s, 200, "still abortable");
 }
+
+#[sqlx::test]
+async fn listing_active_uploads_shows_each_credential_its_own_page_by_page(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let g = app.grant(json!({"subject": "lister"})).await;
+    let mut keys = Vec::new();
+    for i in 0..5 {
+        let c = app
+            .create_ok(json!({"filename": format!("{i}.bin"), "size": 3}))
+            .await;
+        keys.push(c["id"].as_str().unwrap().to_string());
+    }
+    let (s, mine) = app
+        .call_as(
+            &g,
+            Method::POST,
+            "/v1/uploads",
+            Some(json!({"filename": "g.bin", "size": 3})),
+        )
+        .await;
+    assert_eq!(s, 201);
+    // Not listed: another tenant's, a completed one, an aborted one, an expired one.
+    let (s, _) = app
+        .call_as(
+            KEY_B,
+            Method::POST,
+            "/v1/uploads",
+            Some(json!({"filename": "b.bin", "size": 3})),
+        )
+        .await;
+    assert_eq!(s, 201);
+    let done = app
+        .create_ok(json!({"filename": "done.bin", "size": 3}))
+        .await;
+    app.put_part(&done["parts"][0], b"abc").await;
+    assert_eq!(app.complete(&token(&done), None).await.0, 200);
+    let gone = app
+        .create_ok(json!({"filename": "gone.bin", "size": 3}))
+        .await;
+    assert_eq!(app.abort(&token(&gone)).await.0, 204);
+    let old = app
+        .create_ok(json!({"filename": "old.bin", "size": 3}))
+        .await;
+    app.expire_now(&old).await;
+
+    // The API key: all six of the tenant's active uploads, newest first, two a page.
+    let mut seen = Vec::new();
+    let mut path = "/v1/uploads?status=active&limit=2".to_string();
+    loop {
+        let (s, v) = app.call(Method::GET, &path, None).await;
+        assert_eq!(s, 200, "{v}");
+        for u in v["uploads"].as_array().unwrap() {
+            assert!(u["resumeToken"].as_str().is_some());
+            assert_eq!(u["status"], "active");
+            seen.push(u["id"].as_str().unwrap().to_string());
+        }
+        match v["next"].as_str() {
+            Some(n) => path = format!("/v1/uploads?status=active&limit=2&before={n}"),
+            None => break,
+        }
+    }
+    let mut want: Vec<String> = keys.clone();
+    want.push(mine["id"].as_str().unwrap().to_string());
+    want.reverse();
+    assert_eq!(seen, want);
+
+    // The grant: only its subject's.
+    let (s, v) = app
+        .call_as(&g, Method::GET, "/v1/uploads?status=active", None)
+        .await;
+    assert_eq!(s, 200);
+    let ids: Vec<&str> = v["uploads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [mine["id"].as_str().unwrap()]);
+    assert!(v["next"].is_null());
+
+    // Bad listings are 400s; the fingerprint lookup is unchanged.
+    for bad in [
+        "/v1/uploads",
+        "/v1/uploads?status=completed",
+        "/v1/uploads?status=active&limit=0",
+        "/v1/uploads?status=active&before=zzz",
+    ] {
+        let (s, v) = app.call(Method::GET, bad, None).await;
+        assert_eq!((s, error_code(&v)), (400, "INVALID_REQUEST"), "{bad}");
+    }
+}

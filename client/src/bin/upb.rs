@@ -93,10 +93,14 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Unfinished uploads: of the given files (by fingerprint), or else those
-    /// this machine started (kept in $XDG_STATE_HOME/upb/uploads).
+    /// Unfinished uploads: of the given files (by fingerprint); with --all,
+    /// every active upload the credential may see (an API key: the tenant's);
+    /// else those this machine started (kept in $XDG_STATE_HOME/upb/uploads).
     Ls {
         files: Vec<PathBuf>,
+        /// Every active upload of the credential, not only this machine's.
+        #[arg(long, conflicts_with = "files")]
+        all: bool,
         #[arg(long)]
         json: bool,
     },
@@ -211,7 +215,7 @@ async fn run(client: Client, command: Command) -> u8 {
             output,
             json,
         } => download(&client, &token, output, json).await,
-        Command::Ls { files, json } => ls(&client, files, json).await,
+        Command::Ls { files, all, json } => ls(&client, files, all, json).await,
     }
 }
 
@@ -494,9 +498,14 @@ fn journal_add(token: &str, file: &Path) {
     }
 }
 
-async fn ls(client: &Client, files: Vec<PathBuf>, json: bool) -> u8 {
+async fn ls(client: &Client, files: Vec<PathBuf>, all: bool, json: bool) -> u8 {
     let mut rows: Vec<(String, Upload)> = Vec::new();
-    if files.is_empty() {
+    if all {
+        match client.list_active().await {
+            Ok(found) => rows.extend(found.into_iter().map(|u| (u.filename.clone(), u))),
+            Err(e) => return fail(&e),
+        }
+    } else if files.is_empty() {
         let Some(p) = journal_path() else { return 0 };
         let text = std::fs::read_to_string(&p).unwrap_or_default();
         let mut keep = Vec::new();
