@@ -114,16 +114,17 @@ stop_localstack() {
 
 # A small venv for Python tools the checks use (the OpenAPI validator).
 TOOLS_VENV="$CACHE_DIR/tools-venv"
-TOOLS_STAMP="openapi-spec-validator==0.9.0"
+TOOLS_STAMP="openapi-spec-validator==0.9.0 schemathesis==4.32.5"
 ensure_tools_venv() {
-  if [ -x "$TOOLS_VENV/bin/openapi-spec-validator" ] && [ "$(cat "$TOOLS_VENV/.stamp" 2>/dev/null)" = "$TOOLS_STAMP" ]; then
+  if [ -x "$TOOLS_VENV/bin/openapi-spec-validator" ] && [ -x "$TOOLS_VENV/bin/st" ] && [ "$(cat "$TOOLS_VENV/.stamp" 2>/dev/null)" = "$TOOLS_STAMP" ]; then
     return 0
   fi
   log "Installing $TOOLS_STAMP into $TOOLS_VENV (once; cached)"
   rm -rf "$TOOLS_VENV"
   mkdir -p "$CACHE_DIR"
   python3 -m venv "$TOOLS_VENV"
-  "$TOOLS_VENV/bin/pip" install -q --disable-pip-version-check "$TOOLS_STAMP"
+  # shellcheck disable=SC2086 # one word per package
+  "$TOOLS_VENV/bin/pip" install -q --disable-pip-version-check $TOOLS_STAMP
   echo "$TOOLS_STAMP" > "$TOOLS_VENV/.stamp"
 }
 

@@ -93,3 +93,8 @@ if bash scripts/check-api-docs.sh target/openapi.json /dev/null >/dev/null 2>&1;
   die "the API docs check passed an empty document"
 fi
 bash scripts/check-api-docs.sh target/openapi.json docs/api.md
+
+if [ "$#" -eq 0 ] || [ "${FUZZ:-}" = 1 ]; then
+  log "Fuzzing every operation from the OpenAPI document (schemathesis, ${FUZZ_EXAMPLES:-25} examples each, API key and grant)"
+  FUZZ_EXAMPLES="${FUZZ_EXAMPLES:-25}" bash scripts/fuzz.sh
+fi

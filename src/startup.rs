@@ -35,12 +35,18 @@ impl Application {
                 config.sweep_interval,
             )
         });
+        let provider = match config.storage.provider {
+            crate::config::Provider::S3 => crate::domain::provider::ProviderRules::S3,
+            crate::config::Provider::R2 => {
+                crate::domain::provider::ProviderRules::r2(config.r2_sha256_checksums)
+            }
+        };
         let broker = Broker::new(
             pool.clone(),
             storage,
             tokens.clone(),
             BrokerSettings {
-                plan_limits: config.plan_limits,
+                plan_limits: provider.plan_limits(config.plan_limits),
                 upload_ttl: config.upload_ttl,
                 part_url_ttl: config.part_url_ttl,
                 sign_window: config.sign_window,
@@ -48,7 +54,7 @@ impl Application {
                 completion_lease: config.completion_lease,
                 max_background_tasks: config.max_background_tasks,
                 quotas: config.quotas,
-                post_uploads: config.storage.provider == crate::config::Provider::S3,
+                provider,
             },
         );
         let env_keys = crate::auth::keys::EnvKeys::new(&config.api_keys);

@@ -15,6 +15,13 @@ impl Broker {
         req: NewUpload,
     ) -> Result<(Upload, Vec<SignedPart>), ApiError> {
         let plan = PartPlan::new(req.size, req.part_size, self.inner.settings.plan_limits)?;
+        if let Some(a) = req.checksum_algorithm {
+            self.inner
+                .settings
+                .provider
+                .admit_checksum(a)
+                .map_err(ApiError::InvalidRequest)?;
+        }
         let metadata = access.admit(Some(req.size), &req.content_type, req.metadata.clone())?;
         let this = self.clone();
         let access = access.clone();

@@ -43,8 +43,9 @@ pub struct BrokerSettings {
     pub max_background_tasks: usize,
     /// What a create is held to.
     pub quotas: db::Quotas,
-    /// Whether the provider takes POST-policy uploads (S3 does; R2 does not).
-    pub post_uploads: bool,
+    /// What the provider takes (POST uploads, part checksums); `plan_limits`
+    /// are already within its sizes.
+    pub provider: crate::domain::provider::ProviderRules,
 }
 
 /// How long a download URL lives.

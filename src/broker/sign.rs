@@ -126,7 +126,7 @@ impl Broker {
     ) -> Result<(crate::storage::PresignedPost, u64), ApiError> {
         let metadata = access.admit(None, content_type, metadata)?;
         let s = &self.inner.settings;
-        if !s.post_uploads {
+        if !s.provider.post_uploads {
             return Err(ApiError::InvalidRequest(
                 "this storage provider does not take single-request (POST) uploads: configure @uppy/aws-s3 with shouldUseMultipart: true".into(),
             ));
@@ -141,7 +141,7 @@ impl Broker {
         let max = s
             .plan_limits
             .max_upload_size
-            .min(crate::domain::part_plan::MAX_PART_SIZE)
+            .min(s.plan_limits.max_part_size)
             .min(
                 access
                     .grant

@@ -72,6 +72,11 @@ pub struct StorageArgs {
     )]
     pub storage_provider: Provider,
 
+    /// With `STORAGE_PROVIDER=r2`: accept `checksumAlgorithm: SHA256` (refused by
+    /// default: R2 answered 501 to part uploads carrying SHA-256 checksums).
+    #[arg(long, env = "R2_ALLOW_SHA256_CHECKSUMS", value_name = "R2_ALLOW_SHA256_CHECKSUMS", default_value_t = false, action = clap::ArgAction::Set, value_parser = parse_bool)]
+    pub r2_allow_sha256_checksums: bool,
+
     /// Prefix of every object key the broker creates.
     #[arg(
         long,

@@ -169,6 +169,7 @@ impl ServeArgs {
             plan_limits: PlanLimits {
                 default_part_size: self.default_part_size,
                 max_upload_size: self.max_upload_size,
+                max_part_size: MAX_PART_SIZE,
             },
             upload_ttl: self.upload_ttl,
             part_url_ttl: self.part_url_ttl,
@@ -197,6 +198,7 @@ impl ServeArgs {
             sweep_interval: self.sweep_interval,
             sweep: self.sweep.settings(&storage.key_prefix),
             deliveries: self.webhooks.settings(),
+            r2_sha256_checksums: self.storage.r2_allow_sha256_checksums,
             storage,
         })
     }

@@ -144,6 +144,8 @@ pub struct Config {
     /// Zero: no periodic sweep.
     pub sweep_interval: Duration,
     pub sweep: SweepSettings,
+    /// With `STORAGE_PROVIDER=r2`: sign parts with SHA-256 checksums anyway.
+    pub r2_sha256_checksums: bool,
     /// How webhooks are delivered.
     pub deliveries: crate::events::deliver::DeliverySettings,
 }

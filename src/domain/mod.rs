@@ -6,6 +6,7 @@ pub mod event;
 pub mod object_key;
 pub mod part_plan;
 pub mod parts;
+pub mod provider;
 pub mod request;
 pub mod token;
 pub mod transitions;

@@ -18,6 +18,10 @@ pub const MAX_PART_SIZE: u64 = 5 * GIB;
 pub const MAX_PARTS: u32 = 10_000;
 /// Largest object a multipart upload can produce on S3.
 pub const MAX_OBJECT_SIZE: u64 = 5 * TIB;
+/// Largest object on Cloudflare R2: 5 GiB less than 5 TiB ("4.995 TiB").
+pub const R2_MAX_OBJECT_SIZE: u64 = 5 * TIB - 5 * GIB;
+/// Largest part (or single upload) on R2: 5 MiB less than 5 GiB ("4.995 GiB").
+pub const R2_MAX_PART_SIZE: u64 = 5 * GIB - 5 * MIB;
 
 /// A part number, 1 to 10,000. Can only be built by checking the range.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -45,8 +49,8 @@ pub enum PlanError {
     Empty,
     #[error("size {size} is over the maximum of {max} bytes")]
     TooLarge { size: u64, max: u64 },
-    #[error("partSize {part_size} is out of range: parts must be {MIN_PART_SIZE} to {MAX_PART_SIZE} bytes")]
-    PartSizeOutOfRange { part_size: u64 },
+    #[error("partSize {part_size} is out of range: parts must be {MIN_PART_SIZE} to {max} bytes")]
+    PartSizeOutOfRange { part_size: u64, max: u64 },
     #[error("partSize {part_size} would need {parts} parts; the limit is {MAX_PARTS} (use at least {min_part_size} bytes)")]
     TooManyParts {
         part_size: u64,
@@ -62,6 +66,20 @@ pub struct PlanLimits {
     pub default_part_size: u64,
     /// Largest object accepted.
     pub max_upload_size: u64,
+    /// Largest part the provider takes (`MAX_PART_SIZE` on S3, less on R2).
+    pub max_part_size: u64,
+}
+
+impl PlanLimits {
+    /// These limits within what Cloudflare R2 takes (a smaller largest object
+    /// and largest part than S3).
+    pub fn within_r2(self) -> Self {
+        Self {
+            default_part_size: self.default_part_size.min(R2_MAX_PART_SIZE),
+            max_upload_size: self.max_upload_size.min(R2_MAX_OBJECT_SIZE),
+            max_part_size: self.max_part_size.min(R2_MAX_PART_SIZE),
+        }
+    }
 }
 
 impl Default for PlanLimits {
@@ -69,6 +87,7 @@ impl Default for PlanLimits {
         Self {
             default_part_size: 16 * MIB,
             max_upload_size: MAX_OBJECT_SIZE,
+            max_part_size: MAX_PART_SIZE,
         }
     }
 }
@@ -99,8 +118,12 @@ impl PartPlan {
         }
         let part_size = match requested_part_size {
             Some(p) => {
-                if !(MIN_PART_SIZE..=MAX_PART_SIZE).contains(&p) {
-                    return Err(PlanError::PartSizeOutOfRange { part_size: p });
+                let max_part = limits.max_part_size.min(MAX_PART_SIZE);
+                if !(MIN_PART_SIZE..=max_part).contains(&p) {
+                    return Err(PlanError::PartSizeOutOfRange {
+                        part_size: p,
+                        max: max_part,
+                    });
                 }
                 let parts = size.div_ceil(p);
                 if parts > u64::from(MAX_PARTS) {
@@ -114,7 +137,7 @@ impl PartPlan {
             }
             None => limits
                 .default_part_size
-                .clamp(MIN_PART_SIZE, MAX_PART_SIZE)
+                .clamp(MIN_PART_SIZE, limits.max_part_size.min(MAX_PART_SIZE))
                 .max(min_part_size_for(size)),
         };
         let part_count = u32::try_from(size.div_ceil(part_size)).expect("at most 10,000 parts");
@@ -201,6 +224,42 @@ mod tests {
     }
 
     #[test]
+    fn r2_limits_are_smaller_than_s3s() {
+        let r2 = limits().within_r2();
+        assert_eq!(R2_MAX_OBJECT_SIZE, 5_492_189_429_760);
+        assert_eq!(R2_MAX_PART_SIZE, 5_363_466_240);
+        // The largest R2 object plans; one byte more does not (S3 takes it).
+        let plan = PartPlan::new(R2_MAX_OBJECT_SIZE, None, r2).unwrap();
+        assert!(plan.part_count() <= MAX_PARTS && plan.part_size() <= R2_MAX_PART_SIZE);
+        assert!(matches!(
+            PartPlan::new(R2_MAX_OBJECT_SIZE + 1, None, r2),
+            Err(PlanError::TooLarge {
+                max: R2_MAX_OBJECT_SIZE,
+                ..
+            })
+        ));
+        assert!(PartPlan::new(R2_MAX_OBJECT_SIZE + 1, None, limits()).is_ok());
+        // A 5 GiB part is S3's largest, over R2's.
+        assert_eq!(
+            PartPlan::new(20 * GIB, Some(5 * GIB), r2),
+            Err(PlanError::PartSizeOutOfRange {
+                part_size: 5 * GIB,
+                max: R2_MAX_PART_SIZE
+            })
+        );
+        assert!(PartPlan::new(20 * GIB, Some(5 * GIB), limits()).is_ok());
+        assert!(PartPlan::new(20 * GIB, Some(R2_MAX_PART_SIZE), r2).is_ok());
+        // A default part size over R2's largest is brought down to it.
+        let big_default = PlanLimits {
+            default_part_size: 5 * GIB,
+            ..limits()
+        }
+        .within_r2();
+        let plan = PartPlan::new(12 * GIB, None, big_default).unwrap();
+        assert_eq!(plan.part_size(), R2_MAX_PART_SIZE);
+    }
+
+    #[test]
     fn empty_is_refused() {
         assert_eq!(PartPlan::new(0, None, limits()), Err(PlanError::Empty));
     }
@@ -284,7 +343,7 @@ mod tests {
         #[test]
         fn default_plans_obey_the_limits(size in 1u64..=MAX_OBJECT_SIZE,
                                           default_mib in 1u64..=8192) {
-            let l = PlanLimits { default_part_size: default_mib * MIB, max_upload_size: MAX_OBJECT_SIZE };
+            let l = PlanLimits { default_part_size: default_mib * MIB, max_upload_size: MAX_OBJECT_SIZE, max_part_size: MAX_PART_SIZE };
             let plan = PartPlan::new(size, None, l).unwrap();
             check_invariants(&plan);
             // The default is honoured unless it has to be raised (or clamped).

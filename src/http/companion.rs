@@ -5,7 +5,7 @@
 //! by the pair (uploadId, key).
 
 use super::extract::{ApiJson, ApiPath};
-use super::openapi::{CallerErrors, ErrorBody, StorageErrors, UploadErrors};
+use super::openapi::{BodyErrors, CallerErrors, ErrorBody, StorageErrors, UploadErrors};
 use super::AppState;
 use crate::broker::{CompleteWith, PartClaim, PartRequest, UploadRef};
 use crate::domain::request::{companion_metadata, ContentType, FileName};
@@ -126,7 +126,7 @@ type Q<T> = Result<Query<T>, axum::extract::rejection::QueryRejection>;
     summary = "Create a multipart upload (Companion: createMultipartUpload)",
     request_body = CreateBody,
     responses((status = 200, description = "The key and uploadId to use from now on", body = Created),
-        (status = 400, description = "INVALID_REQUEST", body = ErrorBody), CallerErrors, StorageErrors))]
+        (status = 403, description = "FORBIDDEN: the grant does not allow this content type", body = ErrorBody), BodyErrors, CallerErrors, StorageErrors))]
 async fn create(
     State(state): State<AppState>,
     Caller(access): Caller,
@@ -266,7 +266,7 @@ async fn list_parts(
     params(("uploadId" = String, Path), KeyQuery),
     request_body = CompleteBody,
     responses((status = 200, description = "The finished object", body = Completed),
-        (status = 400, description = "INVALID_REQUEST", body = ErrorBody),
+        BodyErrors,
         (status = 404, description = "NOT_FOUND", body = ErrorBody),
         (status = 409, description = "UPLOAD_NOT_ACTIVE, PARTS_MISSING or PART_MISMATCH", body = ErrorBody), CallerErrors, UploadErrors, StorageErrors))]
 async fn complete(

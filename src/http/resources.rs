@@ -167,14 +167,25 @@ pub struct ResumeResponse {
 pub struct FoundUpload {
     #[serde(flatten)]
     pub upload: UploadResource,
-    pub uploaded_parts: Vec<UploadedPart>,
-    pub missing_parts: Vec<u32>,
-    pub progress: ProgressResource,
+    /// `?fingerprint=` only (reconciled with ListParts).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uploaded_parts: Option<Vec<UploadedPart>>,
+    /// `?fingerprint=` only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub missing_parts: Option<Vec<u32>>,
+    /// `?fingerprint=` only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub progress: Option<ProgressResource>,
 }
 
+/// `GET /v1/uploads`: the uploads of a fingerprint (with progress), or a page
+/// of the active uploads (`?status=active`, with `next`).
 #[derive(Serialize, ToSchema)]
 pub struct FoundUploads {
     pub uploads: Vec<FoundUpload>,
+    /// `?status=active`: pass as `before` for the next page; absent on the last.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]

@@ -12,7 +12,7 @@ use crate::http::auth::Caller;
 use axum::extract::{Query, State};
 use axum::Json;
 use http::StatusCode;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use std::collections::BTreeMap;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -37,13 +37,25 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct CreateBody {
+    /// 1 to 1024 bytes, no NUL.
+    #[schema(min_length = 1, max_length = 1024)]
     filename: String,
-    #[schema(value_type = u64)]
+    /// Bytes, up to the configured maximum (`MAX_UPLOAD_SIZE`, at most 5 TiB).
+    #[schema(value_type = u64, minimum = 0, maximum = 5497558138880_u64)]
     size: serde_json::Number,
+    /// A MIME type such as `video/mp4` (default `application/octet-stream`).
+    #[schema(max_length = 255, example = "video/mp4")]
     content_type: Option<String>,
+    /// 5 MiB to 5 GiB; the broker picks one when absent.
+    #[schema(minimum = 5242880, maximum = 5368709120_u64)]
     part_size: Option<u64>,
+    /// Keys of lower-case ASCII letters, digits and `-`; at most 2048 bytes in all.
     metadata: Option<BTreeMap<String, String>>,
+    /// 1 to 256 characters, to find the upload again after losing its token.
+    #[schema(min_length = 1, max_length = 256)]
     fingerprint: Option<String>,
+    /// `SHA256` or `CRC32C`: parts are signed with their checksum.
+    #[schema(pattern = "^(SHA256|CRC32C)$")]
     checksum_algorithm: Option<String>,
 }
 
@@ -162,7 +174,8 @@ struct CompletePart {
     summary = "Create an upload",
     description = "Creates the multipart upload at the provider, plans its parts, records it, and signs the first parts (none for checksum-bound uploads).",
     request_body = CreateBody,
-    responses((status = 201, description = "The upload and the first presigned parts", body = CreateResponse), CallerErrors, BodyErrors, StorageErrors))]
+    responses((status = 201, description = "The upload and the first presigned parts", body = CreateResponse),
+        (status = 403, description = "FORBIDDEN: the grant does not allow this content type", body = ErrorBody), CallerErrors, BodyErrors, StorageErrors))]
 async fn create(
     State(state): State<AppState>,
     Caller(access): Caller,
@@ -323,13 +336,13 @@ async fn abort(
 #[utoipa::path(get, path = "/v1/uploads", security(("bearer" = [])), tag = "uploads", params(FingerprintQuery),
     summary = "Find active uploads by fingerprint, or list them all",
     description = "`?fingerprint=`: the caller's active uploads of that fingerprint, each reconciled with ListParts. `?status=active`: every active upload of the caller (a grant: its subject's), newest first, a page at a time (`limit`, `before`), without progress.",
-    responses((status = 200, description = "The caller's active uploads, newest first", body = UploadsPage),
+    responses((status = 200, description = "The caller's active uploads, newest first", body = FoundUploads),
         (status = 400, description = "INVALID_REQUEST: fingerprint missing or invalid, or a bad listing parameter", body = ErrorBody), CallerErrors, StorageErrors))]
 async fn find_by_fingerprint(
     State(state): State<AppState>,
     Caller(access): Caller,
     query: Result<Query<FingerprintQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<UploadsPage>, ApiError> {
+) -> Result<Json<FoundUploads>, ApiError> {
     let Ok(Query(q)) = query else {
         return Err(ApiError::InvalidRequest(
             "the query string is malformed".into(),
@@ -339,7 +352,7 @@ async fn find_by_fingerprint(
         return match q.status.as_deref() {
             Some("active") => {
                 let page = list_active(&state, &access, q.limit, q.before.as_deref()).await?;
-                Ok(Json(UploadsPage::Listed(page)))
+                Ok(Json(page))
             }
             Some(_) => Err(ApiError::InvalidRequest(
                 "status: only active uploads can be listed".into(),
@@ -355,36 +368,19 @@ async fn find_by_fingerprint(
         .broker
         .find_by_fingerprint(&access, &fingerprint)
         .await?;
-    Ok(Json(UploadsPage::Found(FoundUploads {
+    Ok(Json(FoundUploads {
         uploads: found
             .iter()
             .map(|s| FoundUpload {
                 upload: UploadResource::new(&state, &s.upload)
                     .with_fingerprint(Some(fingerprint.as_str().to_string())),
-                uploaded_parts: s.uploaded.iter().map(Into::into).collect(),
-                missing_parts: s.missing.iter().map(|n| n.get()).collect(),
-                progress: s.progress.into(),
+                uploaded_parts: Some(s.uploaded.iter().map(Into::into).collect()),
+                missing_parts: Some(s.missing.iter().map(|n| n.get()).collect()),
+                progress: Some(s.progress.into()),
             })
             .collect(),
-    })))
-}
-
-/// Either answer of `GET /v1/uploads`.
-#[derive(Serialize, ToSchema)]
-#[serde(untagged)]
-enum UploadsPage {
-    /// `?fingerprint=`: with progress from ListParts.
-    Found(FoundUploads),
-    /// `?status=active`: a page of the listing.
-    Listed(ListedUploads),
-}
-
-/// A page of active uploads (`?status=active`).
-#[derive(Serialize, ToSchema)]
-struct ListedUploads {
-    uploads: Vec<UploadResource>,
-    /// Pass as `before` for the next page; null on the last one.
-    next: Option<String>,
+        next: None,
+    }))
 }
 
 async fn list_active(
@@ -392,7 +388,7 @@ async fn list_active(
     access: &crate::domain::access::Access,
     limit: Option<i64>,
     before: Option<&str>,
-) -> Result<ListedUploads, ApiError> {
+) -> Result<FoundUploads, ApiError> {
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     use base64::Engine as _;
     let limit = limit.unwrap_or(100);
@@ -416,11 +412,16 @@ async fn list_active(
         .then(|| uploads.last())
         .flatten()
         .map(|u| URL_SAFE_NO_PAD.encode(format!("{}.{}", u.created_at.timestamp_micros(), u.id)));
-    Ok(ListedUploads {
+    Ok(FoundUploads {
         uploads: uploads
             .iter()
             .filter(|u| u.plan.is_some())
-            .map(|u| UploadResource::new(state, u))
+            .map(|u| FoundUpload {
+                upload: UploadResource::new(state, u),
+                uploaded_parts: None,
+                missing_parts: None,
+                progress: None,
+            })
             .collect(),
         next,
     })

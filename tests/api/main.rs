@@ -19,5 +19,6 @@ mod lifecycle;
 mod openapi;
 mod operability;
 mod provider_faults;
+mod r2;
 mod states;
 mod sweep;

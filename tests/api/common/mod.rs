@@ -59,6 +59,8 @@ pub struct Options {
     pub rate_limit: u32,
     pub api_key_rate_limit: u32,
     pub deliveries: upload_broker::events::deliver::DeliverySettings,
+    /// `Provider::R2` applies R2's rules (LocalStack still stores the bytes).
+    pub provider: Provider,
 }
 
 impl Default for Options {
@@ -101,6 +103,7 @@ impl Default for Options {
                 poll: Duration::from_millis(200),
                 concurrency: 16,
             },
+            provider: Provider::S3,
         }
     }
 }
@@ -128,7 +131,7 @@ pub fn test_config(opts: &Options) -> Config {
             region: "us-east-1".into(),
             endpoint: Some(opts.endpoint.clone().unwrap_or_else(endpoint)),
             force_path_style: true,
-            provider: Provider::S3,
+            provider: opts.provider,
             key_prefix: prefix.clone(),
             list_parts_page_size: opts.list_parts_page_size,
             operation_timeout: opts.storage_timeout,
@@ -142,6 +145,7 @@ pub fn test_config(opts: &Options) -> Config {
         token_secret_file: None,
         cors_origins: opts.cors_origins.clone(),
         plan_limits: PlanLimits {
+            max_part_size: upload_broker::domain::part_plan::MAX_PART_SIZE,
             default_part_size: 16 * MIB as u64,
             max_upload_size: opts.max_upload_size,
         },
@@ -170,6 +174,7 @@ pub fn test_config(opts: &Options) -> Config {
             key_prefix: prefix.clone(),
         },
         deliveries: opts.deliveries.clone(),
+        r2_sha256_checksums: false,
     }
 }
 

@@ -41,6 +41,9 @@ pub struct Faults {
     pub hold_abort: Arc<Mutex<Option<Duration>>>,
     /// Answer CompleteMultipartUpload with 500 (after any hold) while set.
     pub fail_complete: Arc<AtomicBool>,
+    /// Answer the next N CompleteMultipartUpload requests with 429 SlowDown
+    /// (R2's answer to more than one write per second to a key).
+    pub throttle_complete: Arc<AtomicU64>,
     /// Answer AbortMultipartUpload with 500 while set.
     pub fail_abort: Arc<AtomicBool>,
     /// Report this Content-Length on HeadObject answers, when non-zero.
@@ -140,6 +143,19 @@ async fn forward(State(p): State<FaultProxy>, req: Request) -> Response {
         async move {
             if let Some(d) = hold {
                 tokio::time::sleep(d).await;
+            }
+            if call == Call::CompleteMultipartUpload
+                && p.faults
+                    .throttle_complete
+                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                    .is_ok()
+            {
+                let xml = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>SlowDown</Code><Message>Reduce your request rate.</Message></Error>";
+                return (
+                    http::StatusCode::TOO_MANY_REQUESTS,
+                    http::HeaderMap::new(),
+                    Bytes::from_static(xml.as_bytes()),
+                );
             }
             if call == Call::CompleteMultipartUpload
                 && p.faults.fail_complete.load(Ordering::SeqCst)
