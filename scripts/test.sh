@@ -98,3 +98,8 @@ if [ "$#" -eq 0 ] || [ "${FUZZ:-}" = 1 ]; then
   log "Fuzzing every operation from the OpenAPI document (schemathesis, ${FUZZ_EXAMPLES:-25} examples each, API key and grant)"
   FUZZ_EXAMPLES="${FUZZ_EXAMPLES:-25}" bash scripts/fuzz.sh
 fi
+
+if [ "$#" -eq 0 ] || [ "${CHAOS:-}" = 1 ]; then
+  log "The chaos run, short profile (two brokers, kill -9, storage faults, a Postgres restart, the sweep; then the invariants)"
+  bash scripts/chaos.sh
+fi
