@@ -5,6 +5,7 @@
 
 mod error;
 mod presign;
+mod sigv4;
 
 pub use error::StorageError;
 
@@ -83,6 +84,8 @@ pub struct Storage {
     region: String,
     /// CompleteMultipartUpload's own operation timeout (it may take minutes).
     complete_timeout: Duration,
+    /// Presigns UploadPart without the SDK (cached credentials and signing keys).
+    presigner: std::sync::Arc<sigv4::PartPresigner>,
 }
 
 impl Storage {
@@ -120,6 +123,7 @@ impl Storage {
             credentials: sdk.credentials_provider(),
             region: cfg.region.clone(),
             complete_timeout: cfg.complete_timeout,
+            presigner: Default::default(),
         }
     }
 

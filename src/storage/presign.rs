@@ -5,56 +5,33 @@ use super::*;
 
 impl Storage {
     /// Presigns `UploadPart` for one part, valid from `start` for `expires_in`.
+    ///
+    /// Signed here with SigV4 (see `storage/sigv4.rs`): the same URL and
+    /// headers as [`Storage::presign_upload_part_sdk`], byte for byte, at a small
+    /// fraction of the cost. Whatever the fast signer cannot sign exactly (an
+    /// endpoint it has not verified, no credentials, a time before 1970) goes
+    /// through the SDK.
     pub async fn presign_upload_part(
         &self,
         part: &PartToSign<'_>,
         start: SystemTime,
         expires_in: Duration,
     ) -> Result<PresignedPart, StorageError> {
-        let PartToSign {
-            key,
-            upload_id,
-            number: part,
-            content_length,
-            checksum,
-        } = *part;
-        let presigning = PresigningConfig::builder()
-            .start_time(start)
-            .expires_in(expires_in)
-            .build()
-            .map_err(|e| StorageError::Presign {
-                operation: "UploadPart",
-                detail: e.to_string(),
-            })?;
-        let mut req = self
-            .client
-            .upload_part()
-            .bucket(&self.bucket)
-            .key(key.as_str())
-            .upload_id(upload_id)
-            .part_number(part.get() as i32)
-            // The length is signed: storage refuses a PUT of any other length.
-            .set_content_length(content_length.map(|n| n as i64));
-        // The checksum header is signed: storage refuses the PUT without it, and
-        // refuses bytes that do not match it (BadDigest).
-        req = match checksum {
-            Some((ChecksumAlgorithm::Sha256, c)) => req.checksum_sha256(c.as_str()),
-            Some((ChecksumAlgorithm::Crc32c, c)) => req.checksum_crc32_c(c.as_str()),
-            None => req,
-        };
-        let req = req
-            .presigned(presigning)
-            .await
-            .map_err(|e| StorageError::from_sdk("UploadPart", e))?;
-        let headers = req
-            .headers()
-            .filter(|(name, _)| !name.eq_ignore_ascii_case("host"))
-            .map(|(n, v)| (n.to_ascii_lowercase(), v.to_string()))
-            .collect();
-        Ok(PresignedPart {
-            url: req.uri().to_string(),
-            headers,
-        })
+        if let Some(p) = self.presigner.presign(self, part, start, expires_in).await {
+            return Ok(p);
+        }
+        self.presign_upload_part_sdk(part, start, expires_in).await
+    }
+
+    /// Presigns `UploadPart` with the SDK (a whole operation per URL, ~30 µs):
+    /// the reference [`Storage::presign_upload_part`] is held to, and its fallback.
+    pub async fn presign_upload_part_sdk(
+        &self,
+        part: &PartToSign<'_>,
+        start: SystemTime,
+        expires_in: Duration,
+    ) -> Result<PresignedPart, StorageError> {
+        presign_upload_part_with(&self.client, &self.bucket, part, start, expires_in).await
     }
 
     /// Presigns GetObject for a finished object; `disposition` becomes the
@@ -157,4 +134,57 @@ impl Storage {
             fields,
         })
     }
+}
+
+/// Presigns `UploadPart` with this SDK client.
+pub(super) async fn presign_upload_part_with(
+    client: &aws_sdk_s3::Client,
+    bucket: &str,
+    part: &PartToSign<'_>,
+    start: SystemTime,
+    expires_in: Duration,
+) -> Result<PresignedPart, StorageError> {
+    let PartToSign {
+        key,
+        upload_id,
+        number: part,
+        content_length,
+        checksum,
+    } = *part;
+    let presigning = PresigningConfig::builder()
+        .start_time(start)
+        .expires_in(expires_in)
+        .build()
+        .map_err(|e| StorageError::Presign {
+            operation: "UploadPart",
+            detail: e.to_string(),
+        })?;
+    let mut req = client
+        .upload_part()
+        .bucket(bucket)
+        .key(key.as_str())
+        .upload_id(upload_id)
+        .part_number(part.get() as i32)
+        // The length is signed: storage refuses a PUT of any other length.
+        .set_content_length(content_length.map(|n| n as i64));
+    // The checksum header is signed: storage refuses the PUT without it, and
+    // refuses bytes that do not match it (BadDigest).
+    req = match checksum {
+        Some((ChecksumAlgorithm::Sha256, c)) => req.checksum_sha256(c.as_str()),
+        Some((ChecksumAlgorithm::Crc32c, c)) => req.checksum_crc32_c(c.as_str()),
+        None => req,
+    };
+    let req = req
+        .presigned(presigning)
+        .await
+        .map_err(|e| StorageError::from_sdk("UploadPart", e))?;
+    let headers = req
+        .headers()
+        .filter(|(name, _)| !name.eq_ignore_ascii_case("host"))
+        .map(|(n, v)| (n.to_ascii_lowercase(), v.to_string()))
+        .collect();
+    Ok(PresignedPart {
+        url: req.uri().to_string(),
+        headers,
+    })
 }
