@@ -609,7 +609,12 @@ async fn sigterm_drains_a_request_in_flight_and_tokens_survive_a_restart() {
             .bearer_auth(key);
         tokio::spawn(async move { r.send().await.unwrap().status().as_u16() })
     };
+    let deadline = Instant::now() + Duration::from_secs(30);
     while proxy.count(crate::common::proxy::Call::CompleteMultipartUpload) == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the completion never reached storage"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     // SIGTERM while the completion is in flight: it is answered, then the broker exits 0.

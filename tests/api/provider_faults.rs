@@ -44,10 +44,10 @@ async fn forward(State(p): State<Proxy>, req: Request) -> Response {
         .http
         .request(parts.method.clone(), format!("{}{}", p.upstream, pq))
         .body(body);
+    // The Host header goes through unchanged: the broker's SigV4 signature
+    // covers it (LocalStack does not check it; AWS and s3s-fs do).
     for (k, v) in &parts.headers {
-        if k != http::header::HOST {
-            r = r.header(k, v);
-        }
+        r = r.header(k, v);
     }
     let res = r.send().await.unwrap();
     let status = res.status();
