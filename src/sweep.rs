@@ -32,6 +32,9 @@ pub struct SweepReport {
     pub recovered_completed: u64,
     /// Client aborts whose provider call had failed, finished.
     pub aborts_finished: u64,
+    /// Completions whose completer's lease ran out with the provider upload
+    /// still there: handed back `active`.
+    pub completions_released: u64,
     /// Uploads that could not be handled (left for the next run).
     pub failed: u64,
     /// Finished records deleted by retention.
@@ -58,6 +61,7 @@ impl SweepReport {
         self.already_gone += o.already_gone;
         self.recovered_completed += o.recovered_completed;
         self.aborts_finished += o.aborts_finished;
+        self.completions_released += o.completions_released;
         self.failed += o.failed;
         self.deleted += o.deleted;
         self.events_deleted += o.events_deleted;
@@ -75,8 +79,8 @@ impl SweepReport {
             ""
         };
         format!(
-            "sweep: {would}{} expired uploads aborted, {} already gone at the provider, {} recovered as completed, {} interrupted aborts finished, {} failed; {} finished records and {} old events deleted; orphans: {} found, {} aborted, {} failed",
-            self.aborted, self.already_gone, self.recovered_completed, self.aborts_finished, self.failed, self.deleted,
+            "sweep: {would}{} expired uploads aborted, {} already gone at the provider, {} recovered as completed, {} lapsed completions handed back, {} interrupted aborts finished, {} failed; {} finished records and {} old events deleted; orphans: {} found, {} aborted, {} failed",
+            self.aborted, self.already_gone, self.recovered_completed, self.completions_released, self.aborts_finished, self.failed, self.deleted,
             self.events_deleted, self.orphans_found, self.orphans_aborted, self.orphans_failed
         )
     }
@@ -198,6 +202,68 @@ impl Sweeper {
         )
     }
 
+    /// One batch of completions whose completer's lease ran out before the
+    /// upload expired (the completer died, its client left): the object is
+    /// there → recorded completed (with its event); the provider upload is
+    /// still there → handed back `active`, to be completed again; neither →
+    /// settled as gone.
+    pub async fn settle_completions_step(
+        &self,
+        now: DateTime<Utc>,
+    ) -> Result<(usize, SweepReport), SweepError> {
+        let claimed = db::claim_lapsed_completions(
+            &self.db,
+            now,
+            self.settings.lease,
+            self.settings.batch_size,
+        )
+        .await?;
+        let mut report = SweepReport::default();
+        for upload in &claimed {
+            match self.settle_completion(upload).await {
+                Ok(Outcome::Completed) => report.recovered_completed += 1,
+                Ok(Outcome::Released) => report.completions_released += 1,
+                Ok(_) => report.already_gone += 1,
+                Err(e) => {
+                    tracing::warn!(upload_id = %upload.id, error = %e, "sweep could not settle a lapsed completion; will retry");
+                    report.failed += 1;
+                }
+            }
+        }
+        Ok((claimed.len(), report))
+    }
+
+    async fn settle_completion(&self, upload: &Upload) -> Result<Outcome, SweepError> {
+        let storage = self.storage.with_bucket(upload.bucket.clone());
+        let fence = Fence::of(upload);
+        if let Some(obj) = storage.head_object(&upload.key).await? {
+            if record::fits(upload, &obj) {
+                let done =
+                    record::found_completed(&self.db, upload, fence, obj, CompletedBy::Sweep)
+                        .await?;
+                return Ok(done.map_or(Outcome::AlreadyGone, |_| Outcome::Completed));
+            }
+        }
+        match storage
+            .list_parts(&upload.key, &upload.provider_upload_id)
+            .await
+        {
+            Ok(_) => {
+                let claim = upload.claim.expect("a claimed row has a claim");
+                Ok(
+                    if db::release_completion(&self.db, upload.id, claim).await? {
+                        tracing::info!(upload_id = %upload.id, "a lapsed completion was handed back: the upload is active again");
+                        Outcome::Released
+                    } else {
+                        Outcome::AlreadyGone
+                    },
+                )
+            }
+            Err(StorageError::NoSuchUpload) => self.settle(&storage, upload, fence).await,
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// One batch of aborts whose provider call failed (or whose caller died):
     /// `aborting` past its lease. Abort at the provider again, record `aborted`.
     pub async fn abort_step(&self, now: DateTime<Utc>) -> Result<(usize, SweepReport), SweepError> {
@@ -268,6 +334,13 @@ impl Sweeper {
                 }
             }
             loop {
+                let (claimed, step) = self.settle_completions_step(clock()).await?;
+                report.add(&step);
+                if claimed < self.settings.batch_size as usize {
+                    break;
+                }
+            }
+            loop {
                 let (claimed, step) = self.abort_step(clock()).await?;
                 report.add(&step);
                 if claimed < self.settings.batch_size as usize {
@@ -306,6 +379,7 @@ impl Sweeper {
                     ("already_gone", report.already_gone),
                     ("recovered_completed", report.recovered_completed),
                     ("aborts_finished", report.aborts_finished),
+                    ("completions_released", report.completions_released),
                     ("failed", report.failed),
                 ],
                 report.deleted,
@@ -383,6 +457,8 @@ enum Outcome {
     Aborted,
     AlreadyGone,
     Completed,
+    /// A lapsed completion handed back `active`.
+    Released,
 }
 
 /// Provider calls in flight at once during a sweep batch.
@@ -395,6 +471,7 @@ fn tally(report: &mut SweepReport, joined: Joined) {
         Some(Ok((_, Ok(Outcome::Aborted)))) => report.aborted += 1,
         Some(Ok((_, Ok(Outcome::AlreadyGone)))) => report.already_gone += 1,
         Some(Ok((_, Ok(Outcome::Completed)))) => report.recovered_completed += 1,
+        Some(Ok((_, Ok(Outcome::Released)))) => report.completions_released += 1,
         Some(Ok((id, Err(e)))) => {
             // Stays `expiring`; the next run takes it again once the lease ends.
             tracing::warn!(upload_id = %id, error = %e, "sweep could not expire an upload; will retry");

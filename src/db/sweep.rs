@@ -106,6 +106,37 @@ pub async fn claim_stale_aborts(
     rows.into_iter().map(Upload::try_from).collect()
 }
 
+/// Claims up to `limit` unexpired `completing` uploads whose completer's lease
+/// ran out (it died, or its client left): a fresh claim, still `completing`,
+/// for the sweep to settle (completed if the object is there, back to
+/// `active` if the provider upload still is).
+pub async fn claim_lapsed_completions(
+    db: impl PgExecutor<'_>,
+    now: DateTime<Utc>,
+    lease: Duration,
+    limit: i64,
+) -> Result<Vec<Upload>, DbError> {
+    let rows = sqlx::query_as::<_, UploadRow>(&format!(
+        "with c as ( \
+           select id from uploads where status = 'completing' and lease_until <= $1 \
+             and expires_at > $1 \
+           order by lease_until limit $3 for update skip locked) \
+         update uploads u set lease_until = $2, claim = gen_random_uuid(), updated_at = now() \
+         from c where u.id = c.id returning {}",
+        COLUMNS
+            .split(", ")
+            .map(|c| format!("u.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ))
+    .bind(now)
+    .bind(until(now, lease))
+    .bind(limit)
+    .fetch_all(db)
+    .await?;
+    rows.into_iter().map(Upload::try_from).collect()
+}
+
 /// Deletes up to `limit` finished rows (completed, aborted, expired) last
 /// changed before `cutoff`.
 pub async fn delete_finished(

@@ -610,3 +610,50 @@ async fn the_orphan_scan_follows_every_page(pool: PgPool) {
     assert_eq!((r.orphans_found, r.orphans_aborted), (5, 5), "{r:?}");
     assert!(app.in_progress_uploads().await.is_empty());
 }
+
+/// A `completing` row whose completer died before the upload expired: the
+/// sweep settles it at once (not at expiry, days later).
+#[sqlx::test]
+async fn lapsed_completions_are_settled_by_the_next_sweep(pool: PgPool) {
+    let app = TestApp::spawn(pool.clone()).await;
+    let lapse = |id: &str| {
+        let id: uuid::Uuid = id.parse().unwrap();
+        sqlx::query(
+            "update uploads set status = 'completing', claim = gen_random_uuid(), \
+             lease_until = now() - interval '1 minute' where id = $1",
+        )
+        .bind(id)
+        .execute(&pool)
+    };
+    // One whose CompleteMultipartUpload got through before its completer died.
+    let done = app.create_ok(json!({"filename": "a.bin", "size": 5})).await;
+    let etag = app.put_part(&done["parts"][0], b"hello").await;
+    app.complete_at_provider(&done, &etag).await;
+    lapse(done["id"].as_str().unwrap()).await.unwrap();
+    // One whose completer died before it reached storage.
+    let open = app.create_ok(json!({"filename": "b.bin", "size": 5})).await;
+    app.put_part(&open["parts"][0], b"world").await;
+    lapse(open["id"].as_str().unwrap()).await.unwrap();
+
+    let report = app
+        .sweeper(10)
+        .await
+        .run(Utc::now, &RunOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(report.recovered_completed, 1, "{report:?}");
+    assert_eq!(report.completions_released, 1, "{report:?}");
+    assert_eq!(app.row_status(&done).await, "completed");
+    assert_eq!(app.row_status(&open).await, "active");
+    let n: i64 = sqlx::query_scalar(
+        "select count(*) from events where type = 'upload.completed' and upload_id = $1",
+    )
+    .bind(done["id"].as_str().unwrap().parse::<uuid::Uuid>().unwrap())
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(n, 1, "the recovered completion has its event");
+    // The handed-back upload completes as usual.
+    let (s, v) = app.complete(&token(&open), None).await;
+    assert_eq!(s, 200, "{v}");
+}
