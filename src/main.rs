@@ -179,10 +179,26 @@ async fn serve(args: ServeArgs) -> ExitCode {
         }
     };
     if config.migrate {
-        db::create_database_if_missing(config.database_url.expose()).await;
-        if let Err(e) = db::MIGRATOR.run(&pool).await {
-            eprintln!("error: database migrations failed (is DATABASE_URL reachable?): {e}");
-            return ExitCode::FAILURE;
+        // A database that is restarting or not up yet is waited for (30 s), so
+        // that an instance started during a blip comes up instead of exiting.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            db::create_database_if_missing(config.database_url.expose()).await;
+            match db::MIGRATOR.run(&pool).await {
+                Ok(()) => break,
+                Err(sqlx::migrate::MigrateError::Execute(e))
+                    if db::is_connection_failure(&e) && std::time::Instant::now() < deadline =>
+                {
+                    tracing::warn!(error = %e, "the database is not reachable yet; retrying the migrations");
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                }
+                Err(e) => {
+                    eprintln!(
+                        "error: database migrations failed (is DATABASE_URL reachable?): {e}"
+                    );
+                    return ExitCode::FAILURE;
+                }
+            }
         }
     }
     let app = match startup::Application::build(&config, pool, tokens).await {

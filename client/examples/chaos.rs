@@ -252,13 +252,25 @@ impl Brokers {
         self.children.lock().unwrap()[i] = Some(child);
     }
 
+    /// Waits until instance `i` answers; one that exited during start-up (say,
+    /// while Postgres restarts) is started again.
     async fn wait_up(&self, i: usize) {
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let deadline = Instant::now() + Duration::from_secs(90);
         while reqwest::get(format!("{}/healthz", self.url(i)))
             .await
             .is_err()
         {
-            assert!(Instant::now() < deadline, "broker {i} did not start");
+            assert!(
+                Instant::now() < deadline,
+                "broker {i} did not start within 90 s"
+            );
+            let exited = self.children.lock().unwrap()[i]
+                .as_mut()
+                .is_none_or(|c| c.try_wait().ok().flatten().is_some());
+            if exited {
+                eprintln!("chaos: broker {i} exited during start-up; starting it again");
+                self.spawn(i);
+            }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -292,6 +304,8 @@ struct Tally {
     /// Part PUTs the library retried (storage faults, a broker gone while re-signing).
     part_retries: Arc<AtomicUsize>,
     vanished: AtomicUsize,
+    /// Uploads the broker gave up (410) and the client started again.
+    restarted: AtomicUsize,
     resumed: AtomicUsize,
     kills: AtomicUsize,
     bytes: AtomicU64,
@@ -447,6 +461,13 @@ async fn run_job(
                     tokio::time::sleep(Duration::from_millis(300)).await;
                     continue;
                 }
+                // The broker gave the upload up (its object came out wrong and
+                // was removed, or storage lost it): as it says, upload again.
+                if matches!(e.code(), Some("UPLOAD_EXPIRED")) {
+                    tally.restarted.fetch_add(1, Ordering::Relaxed);
+                    job.token = None;
+                    continue;
+                }
                 tally.failed.lock().unwrap().push((job.n, e.to_string()));
                 return;
             }
@@ -525,17 +546,24 @@ async fn main() {
     let tally = Arc::new(Tally::default());
     let queue: Arc<Mutex<VecDeque<Job>>> = Arc::new(Mutex::new(
         (0..uploads)
-            .map(|n| Job {
-                n,
-                size: pick_size(max_size),
-                checksum: match rand_in(0, 3) {
-                    0 => Checksum::None,
-                    1 => Checksum::Crc32c,
-                    _ => Checksum::Sha256,
-                },
-                vanish: chance(0.12),
-                file: None,
-                token: None,
+            .map(|n| {
+                let size = pick_size(max_size);
+                Job {
+                    n,
+                    size,
+                    checksum: match rand_in(0, 3) {
+                        0 => Checksum::None,
+                        1 => Checksum::Crc32c,
+                        _ => Checksum::Sha256,
+                    },
+                    // Only uploads of 3 parts or more: a client that leaves after
+                    // its last part has already asked for the completion, which the
+                    // broker finishes without it (by design), so nothing is left
+                    // to resume.
+                    vanish: size > 10 * MIB && chance(0.3),
+                    file: None,
+                    token: None,
+                }
             })
             .collect(),
     ));
@@ -798,9 +826,10 @@ async fn main() {
         tally.resumed.load(Ordering::Relaxed)
     );
     println!(
-        "| client retries | {} part PUTs retried by the library, {} uploads retried from the top (on the other broker) |",
+        "| client retries | {} part PUTs retried by the library, {} uploads retried from the top (on the other broker), {} started again after a 410 |",
         tally.part_retries.load(Ordering::Relaxed),
-        tally.retries.load(Ordering::Relaxed)
+        tally.retries.load(Ordering::Relaxed),
+        tally.restarted.load(Ordering::Relaxed)
     );
     println!(
         "| faults injected | {} delays, {} × 503, {} × 500, {} resets, {} completions answered 200-with-error before storage, {} after storage completed |",
