@@ -18,7 +18,8 @@ rm -rf "$work"; mkdir -p "$work"
 export DATABASE_URL="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
 ensure_postgres
 started_ls=0
-cleanup() { [ "$started_ls" = 1 ] && stop_localstack; }
+# (an `if`: under `set -e` a false test as the trap's last word would fail the run)
+cleanup() { if [ "$started_ls" = 1 ]; then stop_localstack; fi; }
 trap cleanup EXIT
 if [ -z "${S3_ENDPOINT:-}" ]; then
   start_localstack "$(free_port)" "$work/localstack"; started_ls=1
