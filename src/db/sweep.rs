@@ -86,24 +86,14 @@ pub async fn claim_stale_aborts(
     lease: Duration,
     limit: i64,
 ) -> Result<Vec<Upload>, DbError> {
-    let rows = sqlx::query_as::<_, UploadRow>(&format!(
-        "with c as ( \
-           select id from uploads where status = 'aborting' and lease_until <= $1 \
-           order by lease_until limit $3 for update skip locked) \
-         update uploads u set lease_until = $2, claim = gen_random_uuid(), updated_at = now() \
-         from c where u.id = c.id returning {}",
-        COLUMNS
-            .split(", ")
-            .map(|c| format!("u.{c}"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    ))
-    .bind(now)
-    .bind(until(now, lease))
-    .bind(limit)
-    .fetch_all(db)
-    .await?;
-    rows.into_iter().map(Upload::try_from).collect()
+    reclaim(
+        db,
+        "status = 'aborting' and lease_until <= $1",
+        now,
+        lease,
+        limit,
+    )
+    .await
 }
 
 /// Claims up to `limit` unexpired `completing` uploads whose completer's lease
@@ -116,10 +106,29 @@ pub async fn claim_lapsed_completions(
     lease: Duration,
     limit: i64,
 ) -> Result<Vec<Upload>, DbError> {
+    reclaim(
+        db,
+        "status = 'completing' and lease_until <= $1 and expires_at > $1",
+        now,
+        lease,
+        limit,
+    )
+    .await
+}
+
+/// A fresh claim and lease, status unchanged, on up to `limit` rows matching
+/// `held` (a condition on `$1`, now) whose lease ran out, oldest lease first,
+/// skipping rows another sweeper is taking.
+async fn reclaim(
+    db: impl PgExecutor<'_>,
+    held: &str,
+    now: DateTime<Utc>,
+    lease: Duration,
+    limit: i64,
+) -> Result<Vec<Upload>, DbError> {
     let rows = sqlx::query_as::<_, UploadRow>(&format!(
         "with c as ( \
-           select id from uploads where status = 'completing' and lease_until <= $1 \
-             and expires_at > $1 \
+           select id from uploads where {held} \
            order by lease_until limit $3 for update skip locked) \
          update uploads u set lease_until = $2, claim = gen_random_uuid(), updated_at = now() \
          from c where u.id = c.id returning {}",

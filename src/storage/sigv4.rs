@@ -45,6 +45,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 type HmacSha256 = Hmac<Sha256>;
 
+mod request;
+mod signer;
+use request::{escape, hex, push_with, Request, Stamp};
+use signer::Signer;
+
 /// What smithy escapes in a query value (`aws_smithy_http::urlencode::BASE_SET`):
 /// every character but RFC 3986's unreserved ones, all non-ASCII bytes included.
 const QUERY_VALUE: &AsciiSet = &CONTROLS
@@ -208,80 +213,6 @@ impl PartPresigner {
             Learnt::Template(t) => Some(t),
             _ => None,
         }
-    }
-}
-
-/// One set of credentials, and the signing key derived from them.
-struct Signer {
-    creds: Credentials,
-    /// When these credentials were fetched (or found to be all there is).
-    fetched: Instant,
-    /// `{access key id}%2F`: the credential up to its date, escaped.
-    credential_head: String,
-    /// The session token, escaped.
-    token: Option<String>,
-    key: RwLock<Option<SigningKey>>,
-}
-
-struct SigningKey {
-    day: u64,
-    region: String,
-    service: String,
-    /// HMAC keyed with the signing key (its pads already hashed).
-    mac: HmacSha256,
-}
-
-impl Signer {
-    fn new(creds: Credentials) -> Self {
-        let mut credential_head = escape(creds.access_key_id(), QUERY_VALUE);
-        credential_head.push_str("%2F");
-        Self {
-            token: creds.session_token().map(|t| escape(t, QUERY_VALUE)),
-            credential_head,
-            creds,
-            fetched: Instant::now(),
-            key: RwLock::new(None),
-        }
-    }
-
-    /// Whether these credentials need no refresh yet.
-    fn fresh(&self, now: SystemTime) -> bool {
-        match self.creds.expiry() {
-            None => true,
-            Some(expiry) => {
-                now.checked_add(REFRESH_BEFORE_EXPIRY)
-                    .is_some_and(|t| t < expiry)
-                    || (now < expiry && self.fetched.elapsed() < REFRESH_RETRY)
-            }
-        }
-    }
-
-    /// Whether these credentials have not expired.
-    fn valid(&self, now: SystemTime) -> bool {
-        self.creds.expiry().is_none_or(|expiry| now < expiry)
-    }
-
-    /// An HMAC keyed with the signing key of this day, region and service.
-    fn mac(&self, t: &Template, stamp: &Stamp) -> HmacSha256 {
-        let hit =
-            |k: &SigningKey| k.day == stamp.day && k.region == t.region && k.service == t.service;
-        if let Some(k) = read(&self.key).as_ref().filter(|k| hit(k)) {
-            return k.mac.clone();
-        }
-        let key = aws_sigv4::sign::v4::generate_signing_key(
-            self.creds.secret_access_key(),
-            stamp.time,
-            &t.region,
-            &t.service,
-        );
-        let mac = HmacSha256::new_from_slice(key.as_ref()).expect("HMAC takes any key length");
-        *write(&self.key) = Some(SigningKey {
-            day: stamp.day,
-            region: t.region.clone(),
-            service: t.service.clone(),
-            mac: mac.clone(),
-        });
-        mac
     }
 }
 
@@ -527,142 +458,6 @@ impl Template {
         }
         (url.len() <= MAX_URL_LEN).then_some(PresignedPart { url, headers })
     }
-}
-
-/// A part to sign, as this module signs it.
-struct Request<'a> {
-    key: &'a str,
-    upload_id: &'a str,
-    part_number: u32,
-    content_length: Option<u64>,
-    checksum: Option<(ChecksumAlgorithm, &'a str)>,
-}
-
-impl<'a> Request<'a> {
-    /// The part, unless the SDK must handle it: what it refuses (a key that is
-    /// empty or all white space, as `str::trim` has it; an empty upload id), and
-    /// what it would sign differently (a length past `i64`, a header value it
-    /// would trim or refuse).
-    fn new(p: &PartToSign<'a>) -> Option<Self> {
-        let checksum = p.checksum.map(|(alg, c)| (alg, c.as_str()));
-        let plain = |v: &str| !v.is_empty() && v.bytes().all(|b| b.is_ascii_graphic());
-        if p.key.as_str().trim().is_empty()
-            || p.upload_id.is_empty()
-            || p.content_length.is_some_and(|n| i64::try_from(n).is_err())
-            || checksum.is_some_and(|(_, v)| !plain(v))
-        {
-            return None;
-        }
-        Some(Self {
-            key: p.key.as_str(),
-            upload_id: p.upload_id,
-            part_number: p.number.get(),
-            content_length: p.content_length,
-            checksum,
-        })
-    }
-
-    /// The signed headers, sorted, and escaped for the query.
-    fn signed_headers(&self) -> (&'static str, &'static str) {
-        use ChecksumAlgorithm::{Crc32c, Sha256};
-        match (self.content_length.is_some(), self.checksum.map(|c| c.0)) {
-            (false, None) => ("host", "host"),
-            (true, None) => ("content-length;host", "content-length%3Bhost"),
-            (false, Some(Sha256)) => ("host;x-amz-checksum-sha256", "host%3Bx-amz-checksum-sha256"),
-            (true, Some(Sha256)) => (
-                "content-length;host;x-amz-checksum-sha256",
-                "content-length%3Bhost%3Bx-amz-checksum-sha256",
-            ),
-            (false, Some(Crc32c)) => ("host;x-amz-checksum-crc32c", "host%3Bx-amz-checksum-crc32c"),
-            (true, Some(Crc32c)) => (
-                "content-length;host;x-amz-checksum-crc32c",
-                "content-length%3Bhost%3Bx-amz-checksum-crc32c",
-            ),
-        }
-    }
-}
-
-/// The signing time, as SigV4 writes it (UTC, whole seconds).
-struct Stamp {
-    time: SystemTime,
-    /// Days since 1970-01-01.
-    day: u64,
-    /// `yyyymmddThhmmssZ`.
-    date_time: [u8; 16],
-}
-
-impl Stamp {
-    /// `None` before 1970 or after 9999 (left to the SDK).
-    fn new(time: SystemTime) -> Option<Self> {
-        let secs = time.duration_since(UNIX_EPOCH).ok()?.as_secs();
-        let (day, second) = (secs / 86_400, secs % 86_400);
-        let (y, m, d) = civil_from_days(day);
-        if y > 9999 {
-            return None;
-        }
-        let mut date_time = *b"00000000T000000Z";
-        let mut put = |at: usize, width: usize, mut v: u64| {
-            for i in (at..at + width).rev() {
-                date_time[i] = b'0' + (v % 10) as u8;
-                v /= 10;
-            }
-        };
-        put(0, 4, y);
-        put(4, 2, m);
-        put(6, 2, d);
-        put(9, 2, second / 3600);
-        put(11, 2, second / 60 % 60);
-        put(13, 2, second % 60);
-        Some(Self {
-            time,
-            day,
-            date_time,
-        })
-    }
-
-    fn date_time(&self) -> &str {
-        std::str::from_utf8(&self.date_time).expect("ASCII digits")
-    }
-
-    fn date(&self) -> &str {
-        &self.date_time()[..8]
-    }
-}
-
-/// The proleptic Gregorian (year, month, day) of a day since 1970-01-01
-/// (Howard Hinnant's `civil_from_days`).
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + u64::from(m <= 2);
-    (y, m, d)
-}
-
-fn escape(s: &str, set: &'static AsciiSet) -> String {
-    utf8_percent_encode(s, set).to_string()
-}
-
-/// Appends to `s`, returning where the appended text is.
-fn push_with(s: &mut String, f: impl FnOnce(&mut String) -> fmt::Result) -> Range<usize> {
-    let start = s.len();
-    f(s).expect("writing to a String cannot fail");
-    start..s.len()
-}
-
-fn hex(bytes: &[u8; 32]) -> [u8; 64] {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = [0u8; 64];
-    for (i, b) in bytes.iter().enumerate() {
-        out[2 * i] = DIGITS[usize::from(b >> 4)];
-        out[2 * i + 1] = DIGITS[usize::from(b & 0xf)];
-    }
-    out
 }
 
 fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
