@@ -23,6 +23,8 @@ pub struct Application {
     deliverer: crate::events::deliver::Deliverer,
     limits: ListenerLimits,
     auth: Arc<crate::auth::Authenticator>,
+    cache: Arc<crate::broker::cache::UploadCache>,
+    pool: PgPool,
 }
 
 impl Application {
@@ -55,6 +57,7 @@ impl Application {
                 max_background_tasks: config.max_background_tasks,
                 quotas: config.quotas,
                 provider,
+                upload_cache: config.upload_cache,
             },
         );
         let env_keys = crate::auth::keys::EnvKeys::new(&config.api_keys);
@@ -82,6 +85,7 @@ impl Application {
             secrets.clone(),
             config.deliveries.clone(),
         );
+        let cache = broker.upload_cache().clone();
         let state = AppState {
             broker,
             auth: auth.clone(),
@@ -118,11 +122,18 @@ impl Application {
             sweeper,
             deliverer,
             auth,
+            cache,
+            pool,
             limits: ListenerLimits {
                 header_read_timeout: config.header_read_timeout,
                 max_connections: config.max_connections,
             },
         })
+    }
+
+    /// The signing cache of this instance's broker (tests look into it).
+    pub fn upload_cache(&self) -> Arc<crate::broker::cache::UploadCache> {
+        self.cache.clone()
     }
 
     pub fn port(&self) -> u16 {
@@ -159,6 +170,8 @@ impl Application {
             .map(|(s, every)| tokio::spawn(crate::sweep::periodic(s, every)));
         // Webhook deliveries; dropping it mid-attempt is safe (claims are leased).
         let deliver = tokio::spawn(self.deliverer.run());
+        // Keeps the signing cache right: until it listens, the cache is not used.
+        let cache = tokio::spawn(self.cache.keep_fresh(self.pool));
         // Rate limiters forget idle subjects now and then.
         let auth = self.auth.clone();
         let shrink = tokio::spawn(async move {
@@ -175,6 +188,7 @@ impl Application {
         let _ = tx.send(true);
         shrink.abort();
         deliver.abort();
+        cache.abort();
         if let Some(s) = sweep {
             s.abort();
         }

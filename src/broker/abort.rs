@@ -38,6 +38,7 @@ impl Broker {
                     else {
                         continue;
                     };
+                    self.inner.cache.forget(mine.id);
                     let outcome = self
                         .holding(
                             &mine,

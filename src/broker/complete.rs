@@ -67,6 +67,7 @@ impl Broker {
             else {
                 continue; // someone else moved it first; look again
             };
+            self.inner.cache.forget(mine.id);
             let claim = mine.claim.expect("a claimed upload has a claim id");
             let work = async {
                 match (mine.plan, with) {

@@ -4,6 +4,7 @@
 //! provider upload without its record or an upload stuck in `completing`.
 
 mod abort;
+pub mod cache;
 mod complete;
 mod create;
 pub mod record;
@@ -46,6 +47,8 @@ pub struct BrokerSettings {
     /// What the provider takes (POST uploads, part checksums); `plan_limits`
     /// are already within its sizes.
     pub provider: crate::domain::provider::ProviderRules,
+    /// Most active uploads whose signing facts are kept in memory (0: none).
+    pub upload_cache: usize,
 }
 
 /// How long a download URL lives.
@@ -136,6 +139,8 @@ struct Inner {
     settings: BrokerSettings,
     /// Permits for work that runs to the end without its request.
     background: Arc<tokio::sync::Semaphore>,
+    /// Signing facts of active uploads (see [`cache`]).
+    cache: Arc<cache::UploadCache>,
 }
 
 impl Broker {
@@ -146,6 +151,7 @@ impl Broker {
                 storage,
                 tokens,
                 background: Arc::new(tokio::sync::Semaphore::new(settings.max_background_tasks)),
+                cache: Arc::new(cache::UploadCache::new(settings.upload_cache)),
                 settings,
             }),
         }
@@ -159,6 +165,11 @@ impl Broker {
     }
     pub fn settings(&self) -> &BrokerSettings {
         &self.inner.settings
+    }
+    /// The cache of active uploads' signing facts: `serve` runs its
+    /// [`cache::UploadCache::keep_fresh`]; without it the cache is never used.
+    pub fn upload_cache(&self) -> &Arc<cache::UploadCache> {
+        &self.inner.cache
     }
 
     pub fn token_for(&self, upload: &Upload) -> ResumeToken {
@@ -181,29 +192,77 @@ impl Broker {
     /// The upload a reference names, if the caller may see it: 404 otherwise,
     /// exactly as for one that does not exist. Expired uploads answer 410.
     pub async fn load_ref(&self, access: &Access, r: &UploadRef) -> Result<Upload, ApiError> {
-        let upload = match r {
+        let upload = self.fetch(r).await?.ok_or(ApiError::NotFound)?;
+        self.admit(access, r, &upload)?;
+        Ok(upload)
+    }
+
+    /// As [`Broker::load_ref`], from the cache of active uploads when it has
+    /// the upload: for signing, which needs only what does not change while
+    /// an upload is active (and its status, which the cache keeps right).
+    pub(super) async fn load_for_signing(
+        &self,
+        access: &Access,
+        r: &UploadRef,
+    ) -> Result<Arc<Upload>, ApiError> {
+        let cache = &self.inner.cache;
+        let cached = match r {
             UploadRef::Token(token) => {
                 let id = self.inner.tokens.verify(token).ok_or(ApiError::NotFound)?;
-                db::get_upload(&self.inner.db, id)
-                    .await?
-                    // Tokens are only ever handed out for native uploads.
-                    .filter(|u| u.origin == Origin::Native)
+                cache.get(id)
             }
+            UploadRef::Provider { upload_id, .. } => cache.get_by_provider(upload_id),
+        };
+        let upload = match cached {
+            Some(u) => u,
+            None => {
+                let epoch = cache.epoch();
+                let u = self.fetch(r).await?.ok_or(ApiError::NotFound)?;
+                cache.fill(epoch, &u);
+                Arc::new(u)
+            }
+        };
+        self.admit(access, r, &upload)?;
+        Ok(upload)
+    }
+
+    /// The row a reference names, as stored.
+    async fn fetch(&self, r: &UploadRef) -> Result<Option<Upload>, ApiError> {
+        Ok(match r {
+            UploadRef::Token(token) => {
+                let id = self.inner.tokens.verify(token).ok_or(ApiError::NotFound)?;
+                db::get_upload(&self.inner.db, id).await?
+            }
+            UploadRef::Provider { upload_id, .. } => {
+                db::get_companion_upload(&self.inner.db, self.inner.storage.bucket(), upload_id)
+                    .await?
+            }
+        })
+    }
+
+    /// Whether the caller may see the upload a reference found: 404 when not;
+    /// 410 when it expired.
+    fn admit(&self, access: &Access, r: &UploadRef, upload: &Upload) -> Result<(), ApiError> {
+        let named = match r {
+            // Tokens are only ever handed out for native uploads.
+            UploadRef::Token(_) => upload.origin == Origin::Native,
             // Only Companion uploads answer to (uploadId, key): both are visible
             // in every part URL, so they must not reach a native upload.
             UploadRef::Provider { upload_id, key } => {
-                db::get_companion_upload(&self.inner.db, self.inner.storage.bucket(), upload_id)
-                    .await?
-                    .filter(|u| u.key.as_str() == key)
+                upload.origin == Origin::Companion
+                    && upload.bucket == self.inner.storage.bucket()
+                    && &upload.provider_upload_id == upload_id
+                    && upload.key.as_str() == key
             }
+        };
+        if !named || !access.sees(upload) {
+            return Err(ApiError::NotFound);
         }
-        .filter(|u| access.sees(u))
-        .ok_or(ApiError::NotFound)?;
         tracing::Span::current().record("upload_id", tracing::field::display(upload.id));
         if upload.is_expired(Self::now()) {
             return Err(ApiError::Expired(EXPIRED_MESSAGE));
         }
-        Ok(upload)
+        Ok(())
     }
 
     /// Runs `work` while holding `upload`'s claim: the lease is renewed every

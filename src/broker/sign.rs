@@ -13,7 +13,7 @@ impl Broker {
         upload: &UploadRef,
         requests: &[PartRequest],
     ) -> Result<Vec<SignedPart>, ApiError> {
-        let upload = self.load_ref(access, upload).await?;
+        let upload = self.load_for_signing(access, upload).await?;
         Self::require_active(&upload)?;
         let mut parts = Vec::with_capacity(requests.len());
         let mut seen = std::collections::BTreeSet::new();

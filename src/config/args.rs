@@ -321,6 +321,13 @@ pub struct ServeArgs {
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub max_background_tasks: u32,
 
+    /// Most active uploads whose signing facts each instance keeps in memory,
+    /// so that a part request costs no database read (kept right by change
+    /// notifications from Postgres); 0 turns the cache off.
+    #[arg(long, env = "BROKER_UPLOAD_CACHE", value_name = "BROKER_UPLOAD_CACHE", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u32).range(0..=10_000_000))]
+    pub upload_cache: u32,
+
     /// Longest a client may take to send a request's headers before the connection is closed.
     #[arg(long, env = "BROKER_HEADER_TIMEOUT", value_name = "BROKER_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub header_timeout: Duration,

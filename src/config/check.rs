@@ -180,6 +180,7 @@ impl ServeArgs {
             shutdown_timeout: self.shutdown_timeout,
             completion_lease: self.completion_lease,
             max_background_tasks: self.max_background_tasks as usize,
+            upload_cache: self.upload_cache as usize,
             header_read_timeout: self.header_timeout,
             max_connections: self.max_connections as usize,
             metrics_token: self

@@ -127,6 +127,8 @@ pub struct Config {
     pub completion_lease: Duration,
     /// Most completions and aborts running at once, detached from their requests.
     pub max_background_tasks: usize,
+    /// Most active uploads kept in each instance's signing cache (0: off).
+    pub upload_cache: usize,
     /// Longest a client may take to send a request's headers.
     pub header_read_timeout: Duration,
     /// Most open client connections on the API listener.

@@ -75,6 +75,7 @@ pub fn pool(url: &str, max_connections: u32) -> Result<PgPool, sqlx::Error> {
 
 mod credentials;
 mod events;
+pub mod notify;
 mod sweep;
 mod uploads;
 

@@ -93,36 +93,11 @@ impl Upload {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::object_key::ObjectKey;
-    use crate::domain::upload::Origin;
 
     fn upload(status: UploadStatus, lease_in_secs: Option<i64>) -> Upload {
-        let now = Utc::now();
-        Upload {
-            id: uuid::Uuid::nil(),
-            tenant: "t".into(),
-            subject: None,
-            status,
-            bucket: "b".into(),
-            key: ObjectKey::for_upload("p/", now, uuid::Uuid::nil(), "f"),
-            provider_upload_id: "u".into(),
-            filename: crate::domain::request::FileName::parse("f".into()).unwrap(),
-            content_type: crate::domain::request::ContentType::parse(None).unwrap(),
-            plan: None,
-            metadata: Default::default(),
-            fingerprint_mac: None,
-            origin: Origin::Native,
-            size_limit: None,
-            checksum_algorithm: None,
-            etag: None,
-            checksum: None,
-            object_size: None,
-            completed_parts: None,
-            created_at: now,
-            expires_at: now + chrono::Duration::days(1),
-            lease_until: lease_in_secs.map(|s| now + chrono::Duration::seconds(s)),
-            claim: None,
-        }
+        let mut u = crate::domain::upload::sample(status);
+        u.lease_until = lease_in_secs.map(|s| Utc::now() + chrono::Duration::seconds(s));
+        u
     }
 
     #[test]

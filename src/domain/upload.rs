@@ -261,6 +261,38 @@ impl Upload {
     }
 }
 
+/// An upload of a day's life with a fresh id, for tests.
+#[cfg(test)]
+pub fn sample(status: UploadStatus) -> Upload {
+    let now = chrono::Utc::now();
+    let id = uuid::Uuid::now_v7();
+    Upload {
+        id,
+        tenant: "t".into(),
+        subject: None,
+        status,
+        bucket: "b".into(),
+        key: super::object_key::ObjectKey::for_upload("p/", now, id, "f"),
+        provider_upload_id: format!("provider-{id}"),
+        filename: super::request::FileName::parse("f".into()).unwrap(),
+        content_type: super::request::ContentType::parse(None).unwrap(),
+        plan: None,
+        metadata: Default::default(),
+        fingerprint_mac: None,
+        origin: Origin::Native,
+        size_limit: None,
+        checksum_algorithm: None,
+        etag: None,
+        checksum: None,
+        object_size: None,
+        completed_parts: None,
+        created_at: now,
+        expires_at: now + chrono::Duration::days(1),
+        lease_until: None,
+        claim: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

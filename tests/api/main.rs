@@ -20,5 +20,6 @@ mod openapi;
 mod operability;
 mod provider_faults;
 mod r2;
+mod signing_cache;
 mod states;
 mod sweep;

@@ -119,6 +119,8 @@ pub struct TestApp {
     pub prefix: String,
     pub pool: PgPool,
     pub config: Config,
+    /// The instance's signing cache.
+    pub cache: std::sync::Arc<upload_broker::broker::cache::UploadCache>,
 }
 
 pub fn test_config(opts: &Options) -> Config {
@@ -158,6 +160,7 @@ pub fn test_config(opts: &Options) -> Config {
         shutdown_timeout: Duration::from_secs(5),
         completion_lease: opts.completion_lease,
         max_background_tasks: opts.max_background_tasks,
+        upload_cache: 10_000,
         header_read_timeout: opts.header_read_timeout,
         max_connections: opts.max_connections,
         metrics_token: opts.metrics_token.clone().map(Secret::new),
@@ -247,6 +250,7 @@ impl TestApp {
             .execute(&self.pool)
             .await
             .unwrap();
+        self.until_forgotten(id).await;
     }
 
     pub async fn spawn(pool: PgPool) -> Self {
@@ -264,6 +268,7 @@ impl TestApp {
             .expect("app builds");
         let base = format!("http://127.0.0.1:{}", app.port());
         let metrics_base = app.metrics_addr().map(|a| format!("http://{a}"));
+        let cache = app.upload_cache();
         tokio::spawn(app.run_until(std::future::pending()));
         Self {
             base,
@@ -274,6 +279,21 @@ impl TestApp {
             prefix: config.storage.key_prefix.clone(),
             pool,
             config,
+            cache,
+        }
+    }
+
+    /// Waits until this instance's signing cache has dropped an upload changed
+    /// behind its back (by a test's own SQL): it hears of it at the change's
+    /// commit, a moment later. Fails after 5 s.
+    pub async fn until_forgotten(&self, id: uuid::Uuid) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while self.cache.get(id).is_some() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the signing cache still holds upload {id} 5 s after it changed"
+            );
+            tokio::time::sleep(Duration::from_millis(1)).await;
         }
     }
 
