@@ -25,6 +25,21 @@ pub fn handle() -> PrometheusHandle {
         .clone()
 }
 
+/// How often histogram samples are folded into their buckets.
+pub const UPKEEP_EVERY: Duration = Duration::from_secs(5);
+
+/// Folds recorded histogram samples into their buckets, for ever. The exporter
+/// keeps every sample until then (or until a scrape): without this, an
+/// instance nobody scrapes would grow by every request it served.
+pub async fn upkeep() {
+    let handle = handle();
+    let mut every = tokio::time::interval(UPKEEP_EVERY);
+    loop {
+        every.tick().await;
+        handle.run_upkeep();
+    }
+}
+
 /// The `method` label: the methods the API knows, anything else `other` (a
 /// client must not be able to invent label values, each a new series).
 pub fn method_label(method: &http::Method) -> &'static str {

@@ -170,6 +170,8 @@ impl Application {
             .map(|(s, every)| tokio::spawn(crate::sweep::periodic(s, every)));
         // Webhook deliveries; dropping it mid-attempt is safe (claims are leased).
         let deliver = tokio::spawn(self.deliverer.run());
+        // Histogram samples folded into buckets whether or not anyone scrapes.
+        let upkeep = tokio::spawn(crate::metrics::upkeep());
         // Keeps the signing cache right: until it listens, the cache is not used.
         let cache = tokio::spawn(self.cache.keep_fresh(self.pool));
         // Rate limiters forget idle subjects now and then.
@@ -189,6 +191,7 @@ impl Application {
         shrink.abort();
         deliver.abort();
         cache.abort();
+        upkeep.abort();
         if let Some(s) = sweep {
             s.abort();
         }
