@@ -114,6 +114,7 @@ fn parts(
     let (metrics, metrics_doc) = metrics_route::router().split_for_parts();
     doc.merge(health_doc);
     doc.merge(metrics_doc);
+    openapi::add_links(&mut doc);
     (api, health, metrics, doc)
 }
 

@@ -122,3 +122,131 @@ pub struct ApiDoc;
 pub fn document() -> utoipa::openapi::OpenApi {
     super::parts(Some(crate::config::DEFAULT_COMPANION_MOUNT)).3
 }
+
+/// OpenAPI links from the operations that create a resource to those that
+/// take it (create → the token routes, Companion create → its upload routes,
+/// webhook → its deliveries): they tell readers and tools such as the fuzzer's
+/// stateful phase (`scripts/fuzz.sh`) where each value comes from.
+pub fn add_links(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::link::LinkBuilder;
+    // (path, method, status, operations it leads to, their parameters and where they come from)
+    type From<'a> = (
+        &'a str,
+        &'a str,
+        &'a str,
+        &'a [&'a str],
+        &'a [(&'a str, &'a str)],
+    );
+    let from: [From; 3] = [
+        (
+            "/v1/uploads",
+            "post",
+            "201",
+            &["status", "sign", "resume", "complete", "download", "abort"],
+            &[("token", "$response.body#/resumeToken")],
+        ),
+        (
+            "/s3/multipart",
+            "post",
+            "200",
+            &[
+                "companion_sign_one",
+                "companion_sign_batch",
+                "companion_list_parts",
+                "companion_complete",
+                "companion_abort",
+            ],
+            &[
+                ("uploadId", "$response.body#/uploadId"),
+                ("key", "$response.body#/key"),
+            ],
+        ),
+        (
+            "/v1/webhooks",
+            "post",
+            "201",
+            &["list_deliveries", "delete_webhook"],
+            &[("id", "$response.body#/id")],
+        ),
+    ];
+    for (path, method, status, targets, parameters) in from {
+        // The Companion routes sit under a configurable mount.
+        let Some(item) = doc
+            .paths
+            .paths
+            .iter_mut()
+            .find(|(p, _)| p.ends_with(path))
+            .map(|(_, item)| item)
+        else {
+            continue;
+        };
+        let operation = match method {
+            "post" => item.post.as_mut(),
+            _ => None,
+        };
+        let Some(response) = operation.and_then(|o| o.responses.responses.get_mut(status)) else {
+            continue;
+        };
+        let utoipa::openapi::RefOr::T(response) = response else {
+            continue;
+        };
+        for target in targets {
+            let mut link = LinkBuilder::new().operation_id(*target);
+            for (name, value) in parameters {
+                link = link.parameter(*name, *value);
+            }
+            response
+                .links
+                .insert(target.to_string(), utoipa::openapi::RefOr::T(link.build()));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every link names an operation of the document, with parameters it takes.
+    #[test]
+    fn links_lead_to_operations_that_take_their_parameters() {
+        let doc = serde_json::to_value(super::document()).unwrap();
+        let mut operations = std::collections::HashMap::new();
+        for item in doc["paths"].as_object().unwrap().values() {
+            for op in item.as_object().unwrap().values() {
+                if let Some(id) = op["operationId"].as_str() {
+                    let params: Vec<String> = op["parameters"]
+                        .as_array()
+                        .map(|ps| {
+                            ps.iter()
+                                .map(|p| p["name"].as_str().unwrap().to_string())
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    operations.insert(id.to_string(), params);
+                }
+            }
+        }
+        let mut links = 0;
+        for item in doc["paths"].as_object().unwrap().values() {
+            for op in item.as_object().unwrap().values() {
+                let Some(responses) = op["responses"].as_object() else {
+                    continue;
+                };
+                for response in responses.values() {
+                    let Some(ls) = response["links"].as_object() else {
+                        continue;
+                    };
+                    for link in ls.values() {
+                        let target = link["operationId"].as_str().unwrap();
+                        let takes = operations
+                            .get(target)
+                            .unwrap_or_else(|| panic!("a link to {target}, which does not exist"));
+                        for name in link["parameters"].as_object().unwrap().keys() {
+                            assert!(takes.contains(name), "{target} takes no parameter {name}");
+                        }
+                        links += 1;
+                    }
+                }
+            }
+        }
+        assert_eq!(links, 6 + 5 + 2);
+    }
+}
