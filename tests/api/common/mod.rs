@@ -1,6 +1,7 @@
 //! Test harness: the real application on port 0, a fresh database per test
-//! (`#[sqlx::test]`), LocalStack with signature validation on, and a unique key
-//! prefix per test so tests run in parallel. A missing service fails the test
+//! (`#[sqlx::test]`), LocalStack with signature validation on (or, with
+//! `S3_IMPL=s3s`, tools/s3s-compat), and a unique key prefix per test so tests
+//! run in parallel. A missing service fails the test
 //! with instructions; nothing is skipped.
 pub mod proxy;
 pub mod receiver;
@@ -183,6 +184,7 @@ pub fn test_config(opts: &Options) -> Config {
 
 /// The SDK client the tests use to look at the bucket directly.
 pub async fn s3_client() -> S3 {
+    refuse_localstack_only();
     std::env::set_var(
         "AWS_ACCESS_KEY_ID",
         std::env::var("AWS_ACCESS_KEY_ID").unwrap_or_else(|_| "test".into()),
@@ -233,6 +235,56 @@ async fn check_localstack() {
     );
 }
 
+/// Which S3 implementation the suite runs against, from `S3_IMPL`: `localstack`
+/// (the default) or `s3s`, tools/s3s-compat (s3s-fs plus the multipart
+/// behaviours it lacks), which `scripts/test.sh` runs the suite against second.
+fn s3_impl() -> String {
+    std::env::var("S3_IMPL").unwrap_or_else(|_| "localstack".into())
+}
+
+/// The tests that need a storage feature only LocalStack has, one per line with
+/// the reason after `#`; `scripts/test.sh` skips them against s3s.
+const LOCALSTACK_ONLY: &str = include_str!("../localstack-only.txt");
+
+/// A LocalStack-only test run against s3s fails here, naming why, instead of
+/// passing or failing for a reason that is not the broker's. (libtest runs each
+/// test on a thread named after it; `#[sqlx::test]` and `#[tokio::test]` poll
+/// the test on that thread.)
+fn refuse_localstack_only() {
+    if s3_impl() != "s3s" {
+        return;
+    }
+    let thread = std::thread::current();
+    let Some(test) = thread.name() else { return };
+    for line in LOCALSTACK_ONLY.lines() {
+        let (name, reason) = line.split_once('#').unwrap_or((line, ""));
+        assert!(
+            name.trim() != test,
+            "{test} is LocalStack-only ({}; tests/api/localstack-only.txt): \
+             run it against LocalStack, or skip it against s3s as scripts/test.sh does",
+            reason.trim()
+        );
+    }
+}
+
+/// The storage answers: LocalStack's health, or for s3s a signed HeadBucket.
+async fn check_storage() {
+    match s3_impl().as_str() {
+        "localstack" => check_localstack().await,
+        "s3s" => {
+            let bucket = bucket();
+            if let Err(e) = s3_client().await.head_bucket().bucket(&bucket).send().await {
+                panic!(
+                    "s3s at {} does not answer a signed HeadBucket of {bucket} ({e:?}): \
+                     start it and create the bucket with scripts/s3s.sh, as scripts/test.sh does",
+                    endpoint()
+                );
+            }
+        }
+        other => panic!("S3_IMPL={other}: expected localstack (the default) or s3s"),
+    }
+}
+
 impl TestApp {
     /// A sweeper over this app's database, bucket and prefix.
     pub async fn sweeper(&self, batch_size: i64) -> upload_broker::sweep::Sweeper {
@@ -259,7 +311,7 @@ impl TestApp {
 
     pub async fn spawn_with(pool: PgPool, opts: Options) -> Self {
         init_test_logging();
-        check_localstack().await;
+        check_storage().await;
         let s3 = s3_client().await;
         let config = test_config(&opts);
         let tokens = TokenKey::new(&[42u8; 32]).unwrap();
