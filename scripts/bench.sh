@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # Runs a benchmark in release mode: `scripts/bench.sh presign` (no services),
-# `scripts/bench.sh sweep` (starts Postgres and LocalStack like the tests) or
-# `scripts/bench.sh grants` (Postgres).
+# `scripts/bench.sh sweep` (starts Postgres and LocalStack like the tests),
+# `scripts/bench.sh grants` (Postgres) or `scripts/bench.sh http` (part signing
+# over HTTP with wrk, side by side with Uppy Companion: bench/http/run.sh).
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
-name="${1:?usage: scripts/bench.sh presign|sweep|grants}"
+name="${1:?usage: scripts/bench.sh presign|sweep|grants|http}"
+if [ "$name" = http ]; then
+  exec "$ROOT/bench/http/run.sh"
+fi
 if [ "$name" = sweep ]; then
   export DATABASE_URL="${BENCH_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/upload_broker_bench}"
   ensure_postgres
