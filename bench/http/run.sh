@@ -16,7 +16,11 @@
 # and prints one Markdown table (bench/http/table.py). wrk runs on the same cores.
 #
 # Environment: BENCH_DURATION (s, 15), BENCH_CONNECTIONS (32), BENCH_THREADS
-# (wrk threads, 2), BENCH_WARMUP (s per server and route before the first run,
+# (wrk threads, 2), BENCH_PERF (0; 1 records a flat CPU profile of the broker
+# with `perf record -e cpu-clock` during its first run of each route, into
+# target/http-bench/perf-ROUTE.txt: sampling slows it, so not for the figures),
+# BENCH_RESUME (1; 0 skips bench/http/resume.sh, resume
+# against a raw ListParts), BENCH_WARMUP (s per server and route before the first run,
 # 3), BENCH_QUIET_LOAD (0.5) and BENCH_QUIET_WAIT (s, 120): wait at most that
 # long for the 1-minute load average to fall below BENCH_QUIET_LOAD before
 # measuring (it measures anyway after, and says so).
@@ -138,6 +142,11 @@ load() { # SERVER ROUTE URLS_PER_REQUEST URL [POST BODY]
     wrk "${wrk_args[@]}" -d"${WARMUP}s" "${auth[@]}" "$url" >/dev/null
     warmed[$server/$route]=1
   fi
+  if [ "${BENCH_PERF:-0}" = 1 ] && [ "$server" = broker ] && [ ! -e "$work/perf-$route.data" ]; then
+    # A flat CPU profile of the broker during its first run of each route.
+    perf record -q -F 499 -e cpu-clock -p "$pid" -o "$work/perf-$route.data" -- sleep "$((DURATION - 1))" \
+      >/dev/null 2>&1 &
+  fi
   measure run --server "$server" --route "$route" --pid "$pid" --urls "$urls" \
     --pg-admin "$admin" --pg-db "$db" -- wrk "${wrk_args[@]}" -d"${DURATION}s" "${auth[@]}" "$url"
 }
@@ -153,6 +162,18 @@ for round in 1 2; do
   load broker native 100 "$B_PARTS" "$PARTS_BODY"
 done
 
+if [ "${BENCH_PERF:-0}" = 1 ]; then
+  wait # the profiles
+  for f in "$work"/perf-*.data; do
+    perf report -i "$f" --stdio --no-children --sort dso,symbol --percent-limit 0.8 2>/dev/null \
+      | grep -v '^#' | grep -v '^$' >"${f%.data}.txt"
+    log "Profile of the broker ($(basename "${f%.data}")): ${f%.data}.txt"
+  done
+fi
+
+# ---------------------------------------------------------------- resume
+[ "${BENCH_RESUME:-1}" = 0 ] || source "$here/resume.sh"
+
 # ---------------------------------------------------------------- report
 {
   echo "$(date -u +%F), $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')),"
@@ -160,5 +181,6 @@ done
   echo "load average before measuring: $load_before; Companion $cver on Node $(node --version); broker $commit"
   echo
   python3 "$here/table.py" "$results" "Companion $cver" "upload-broker"
+  if [ -f "$work/resume.md" ]; then cat "$work/resume.md"; fi
 } | tee "$work/table.md"
 log "Results: $results; table: $work/table.md"
