@@ -133,6 +133,7 @@ log "Load average before measuring: $load_before"
 
 wrk_args=(-t"$THREADS" -c"$CONNECTIONS" --latency --timeout 30s -s "$here/wrk.lua")
 declare -A warmed=()
+perf_pids=()
 load() { # SERVER ROUTE URLS_PER_REQUEST URL [POST BODY]
   local server="$1" route="$2" urls="$3" url="$4" pid auth=()
   export WRK_POST_BODY="${5:-}"
@@ -146,6 +147,7 @@ load() { # SERVER ROUTE URLS_PER_REQUEST URL [POST BODY]
     # A flat CPU profile of the broker during its first run of each route.
     perf record -q -F 499 -e cpu-clock -p "$pid" -o "$work/perf-$route.data" -- sleep "$((DURATION - 1))" \
       >/dev/null 2>&1 &
+    perf_pids+=($!)
   fi
   measure run --server "$server" --route "$route" --pid "$pid" --urls "$urls" \
     --pg-admin "$admin" --pg-db "$db" -- wrk "${wrk_args[@]}" -d"${DURATION}s" "${auth[@]}" "$url"
@@ -163,7 +165,7 @@ for round in 1 2; do
 done
 
 if [ "${BENCH_PERF:-0}" = 1 ]; then
-  wait # the profiles
+  wait "${perf_pids[@]}" # the profiles (not the servers)
   for f in "$work"/perf-*.data; do
     perf report -i "$f" --stdio --no-children --sort dso,symbol --percent-limit 0.8 2>/dev/null \
       | grep -v '^#' | grep -v '^$' >"${f%.data}.txt"
