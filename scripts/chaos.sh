@@ -9,6 +9,8 @@
 #   scripts/chaos.sh            # short profile (60 uploads up to 24 MiB, 6 clients)
 #   scripts/chaos.sh --long     # long profile (500 uploads up to 200 MiB, 12 clients)
 #   CHAOS_PG_RESTART=off scripts/chaos.sh   # keep Postgres running (other work on it)
+#   CHAOS_S3=s3s scripts/chaos.sh           # against tools/s3s-compat instead of LocalStack
+#                                           # (which keeps no part checksums: uploads without)
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 profile=short
@@ -19,13 +21,20 @@ export DATABASE_URL="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres
 ensure_postgres
 started_ls=0
 # (an `if`: under `set -e` a false test as the trap's last word would fail the run)
-cleanup() { if [ "$started_ls" = 1 ]; then stop_localstack; fi; }
+cleanup() { if [ "$started_ls" = 1 ]; then stop_localstack; fi; stop_s3s 2>/dev/null || true; }
 trap cleanup EXIT
-if [ -z "${S3_ENDPOINT:-}" ]; then
-  start_localstack "$(free_port)" "$work/localstack"; started_ls=1
-fi
 export S3_BUCKET=upload-broker-chaos AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1
-AWS_ENDPOINT_URL="$S3_ENDPOINT" "$LS_VENV/bin/python" localstack/init/ready.d/10-create-bucket.py >&2
+if [ "${CHAOS_S3:-localstack}" = s3s ]; then
+  source "$ROOT/scripts/s3s.sh"
+  start_s3s "$(free_port)" "$work/s3s"
+  s3s_create_bucket
+  export CHAOS_CHECKSUMS=off
+else
+  if [ -z "${S3_ENDPOINT:-}" ]; then
+    start_localstack "$(free_port)" "$work/localstack"; started_ls=1
+  fi
+  AWS_ENDPOINT_URL="$S3_ENDPOINT" "$LS_VENV/bin/python" localstack/init/ready.d/10-create-bucket.py >&2
+fi
 
 cargo build --locked --bin upload-broker
 cargo build --locked -p upload-broker-client --example chaos
