@@ -277,14 +277,10 @@ mod tests {
     #[test]
     fn only_active_uploads_are_kept() {
         let c = trusted_cache();
-        for status in [
-            UploadStatus::Completing,
-            UploadStatus::Completed,
-            UploadStatus::Aborting,
-            UploadStatus::Aborted,
-            UploadStatus::Expiring,
-            UploadStatus::Expired,
-        ] {
+        for status in UploadStatus::ALL
+            .into_iter()
+            .filter(|s| *s != UploadStatus::Active)
+        {
             let u = upload(status);
             c.fill(c.epoch(), &u);
             assert!(c.get(u.id).is_none(), "{status:?} was kept");

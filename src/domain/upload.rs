@@ -26,6 +26,17 @@ pub enum UploadStatus {
 }
 
 impl UploadStatus {
+    /// Every status, in the order of the lifecycle.
+    pub const ALL: [UploadStatus; 7] = [
+        Self::Active,
+        Self::Completing,
+        Self::Completed,
+        Self::Aborting,
+        Self::Aborted,
+        Self::Expiring,
+        Self::Expired,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Active => "active",
@@ -336,15 +347,7 @@ mod tests {
 
     #[test]
     fn statuses_round_trip() {
-        for s in [
-            UploadStatus::Active,
-            UploadStatus::Completing,
-            UploadStatus::Completed,
-            UploadStatus::Aborting,
-            UploadStatus::Aborted,
-            UploadStatus::Expiring,
-            UploadStatus::Expired,
-        ] {
+        for s in UploadStatus::ALL {
             assert_eq!(UploadStatus::parse(s.as_str()), Some(s));
         }
         assert_eq!(UploadStatus::parse("nope"), None);
