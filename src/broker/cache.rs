@@ -7,12 +7,15 @@
 //! connection of its own and drops the upload when it hears of it. The cache
 //! answers only while it is sure to have heard everything:
 //!
-//! * **Connected and recent.** A heartbeat goes round every
-//!   [`HEARTBEAT_EVERY`]; notifications arrive in commit order, so hearing one
-//!   means every change committed before it has been heard. When nothing was
-//!   heard for [`STALE_AFTER`] (a stalled or silently cut connection) the cache
-//!   is bypassed; when the connection is lost it is emptied and starts over
-//!   once listening again.
+//! * **Connected and caught up.** Each instance sends its own heartbeat every
+//!   [`HEARTBEAT_EVERY`], stamped with when it was sent; notifications arrive
+//!   in commit order, so hearing its own heartbeat means every change committed
+//!   before it was sent has been heard. The cache answers only while the last
+//!   own heartbeat heard was sent less than [`STALE_AFTER`] ago (a backlog, a
+//!   stall or a silently cut connection turns it off); a listener that hears
+//!   nothing for that long is dropped and replaced. A lost connection empties
+//!   the cache until it listens again, and it only listens once it has checked
+//!   that the triggers announcing changes are there and enabled.
 //! * **No stale fill.** A reader notes the cache's epoch before its database
 //!   read and stores the row only if no change was heard since: a change that
 //!   commits between the read and the store cannot be overwritten by it.
@@ -20,8 +23,12 @@
 //!   upload as soon as they commit, before their response is sent.
 //!
 //! A change made on another instance reaches this one's cache within the time
-//! Postgres takes to deliver a notification (about a millisecond on one host).
+//! Postgres takes to deliver a notification (about a millisecond on one host);
+//! a part request signed in that moment gets a URL for an upload storage no
+//! longer has. When delivery stalls, the cache stops answering within
+//! [`STALE_AFTER`].
 
+use crate::db::notify::Heard;
 use crate::domain::upload::{Origin, Upload, UploadStatus};
 use sqlx::PgPool;
 use std::collections::HashMap;
@@ -38,7 +45,13 @@ pub const STALE_AFTER: Duration = Duration::from_secs(3);
 pub struct UploadCache {
     capacity: usize,
     state: Mutex<State>,
+    /// Tells this instance's heartbeats from others'.
+    me: Uuid,
+    /// What heartbeats are stamped against.
+    clock: Instant,
 }
+
+type Maps = (HashMap<Uuid, Arc<Upload>>, HashMap<String, Uuid>);
 
 #[derive(Default)]
 struct State {
@@ -48,12 +61,13 @@ struct State {
     /// Bumped by every change heard and every (re)connection.
     epoch: u64,
     listening: bool,
-    heard: Option<Instant>,
+    /// When the last own heartbeat heard was sent.
+    caught_up: Option<Instant>,
 }
 
 impl State {
     fn trusted(&self) -> bool {
-        self.listening && self.heard.is_some_and(|t| t.elapsed() < STALE_AFTER)
+        self.listening && self.caught_up.is_some_and(|t| t.elapsed() < STALE_AFTER)
     }
 
     fn forget(&mut self, id: Uuid) {
@@ -65,10 +79,18 @@ impl State {
         }
     }
 
-    fn clear(&mut self) {
+    /// Empties the maps: everything may have changed. Their contents are
+    /// handed back, to be dropped once the lock is released.
+    fn clear(&mut self) -> Maps {
         self.epoch += 1;
-        self.by_id.clear();
-        self.by_provider.clear();
+        self.take()
+    }
+
+    fn take(&mut self) -> Maps {
+        (
+            std::mem::take(&mut self.by_id),
+            std::mem::take(&mut self.by_provider),
+        )
     }
 }
 
@@ -83,12 +105,14 @@ impl UploadCache {
         Self {
             capacity,
             state: Mutex::default(),
+            me: Uuid::new_v4(),
+            clock: Instant::now(),
         }
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
-        // A panic while holding the lock cannot leave the maps half-changed
-        // in a way that matters: every operation is a single insert or remove.
+        // A panic while holding the lock can at worst leave a Companion upload
+        // in one map and not the other: a cache miss, nothing wrong served.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -117,23 +141,21 @@ impl UploadCache {
     /// Keeps an upload read after `epoch` was noted, if it is active and no
     /// change was heard since.
     pub fn fill(&self, epoch: Epoch, upload: &Upload) {
-        if upload.status != UploadStatus::Active || self.capacity == 0 {
+        if upload.status != UploadStatus::Active || self.capacity == 0 || epoch.0.is_none() {
             return;
         }
+        let kept = Arc::new(upload.clone());
         let mut s = self.state();
         if epoch.0 != Some(s.epoch) || !s.trusted() {
             return;
         }
-        if s.by_id.len() >= self.capacity {
-            // Full: start over rather than track recency on the hot path.
-            s.by_id.clear();
-            s.by_provider.clear();
-        }
+        // Full: start over rather than track recency on the hot path.
+        let _dropped_after_unlock = (s.by_id.len() >= self.capacity).then(|| s.take());
         if upload.origin == Origin::Companion {
             s.by_provider
                 .insert(upload.provider_upload_id.clone(), upload.id);
         }
-        s.by_id.insert(upload.id, Arc::new(upload.clone()));
+        s.by_id.insert(upload.id, kept);
     }
 
     /// Drops an upload whose row changed (heard, or changed by this instance).
@@ -141,19 +163,45 @@ impl UploadCache {
         self.state().forget(id);
     }
 
-    fn heard(&self, what: crate::db::notify::Heard) {
-        let mut s = self.state();
-        if let crate::db::notify::Heard::Changed(id) = what {
-            s.forget(id);
+    /// Drops an upload read in a status other than active, if it is held:
+    /// the notification of that change may not have arrived yet.
+    pub fn saw(&self, upload: &Upload) {
+        if upload.status != UploadStatus::Active {
+            let mut s = self.state();
+            if s.by_id.contains_key(&upload.id) {
+                s.forget(upload.id);
+            }
         }
-        s.heard = Some(Instant::now());
+    }
+
+    fn heard(&self, what: Heard) {
+        let mut s = self.state();
+        let _dropped_after_unlock = match what {
+            Heard::Changed(id) => {
+                s.forget(id);
+                None
+            }
+            Heard::All => Some(s.clear()),
+            Heard::Beat { from, at_ms } if from == self.me => {
+                let sent = self.clock + Duration::from_millis(at_ms);
+                s.caught_up = Some(s.caught_up.map_or(sent, |t| t.max(sent)));
+                None
+            }
+            Heard::Beat { .. } | Heard::Other => None,
+        };
     }
 
     fn listening(&self, on: bool) {
         let mut s = self.state();
-        s.clear();
+        let _dropped_after_unlock = s.clear();
         s.listening = on;
-        s.heard = on.then(Instant::now);
+        // Listening from now on: whatever commits later will be heard.
+        s.caught_up = on.then(Instant::now);
+    }
+
+    /// This instance's next heartbeat.
+    fn beat(&self) -> String {
+        Heard::beat(self.me, self.clock.elapsed().as_millis() as u64)
     }
 
     /// How many uploads it holds.
@@ -166,23 +214,31 @@ impl UploadCache {
     }
 
     /// Listens for changes for ever, reconnecting after a lost connection,
-    /// and sends the heartbeat. Run it in a task of its own; until it
-    /// listens (and whenever it is not sure to have heard everything) the cache
-    /// answers nothing and every read goes to the database.
+    /// and sends the heartbeat, on a small pool of its own to `pool`'s
+    /// database. Run it in a task of its own; until it listens (and whenever
+    /// it is not sure to have heard everything, or once the task is dropped)
+    /// the cache answers nothing and every read goes to the database.
     pub async fn keep_fresh(self: Arc<Self>, pool: PgPool) {
         if self.capacity == 0 {
             return;
         }
-        let beat = {
-            let pool = pool.clone();
-            async move {
-                let mut every = tokio::time::interval(HEARTBEAT_EVERY);
-                every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                loop {
-                    every.tick().await;
-                    if let Err(e) = crate::db::notify::heartbeat(&pool).await {
-                        tracing::debug!(error = %e, "could not send the upload cache heartbeat");
-                    }
+        let main = pool;
+        let pool = crate::db::notify::listener_pool(&main);
+        // However this ends (aborted at shutdown, a panic), stop answering.
+        struct Deaf(Arc<UploadCache>);
+        impl Drop for Deaf {
+            fn drop(&mut self) {
+                self.0.listening(false);
+            }
+        }
+        let _deaf_when_dropped = Deaf(self.clone());
+        let beat = async {
+            let mut every = tokio::time::interval(HEARTBEAT_EVERY);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                every.tick().await;
+                if let Err(e) = crate::db::notify::heartbeat(&pool, &self.beat()).await {
+                    tracing::debug!(error = %e, "could not send the upload cache heartbeat");
                 }
             }
         };
@@ -194,7 +250,14 @@ impl UploadCache {
                         backoff = Duration::from_millis(100);
                         self.listening(true);
                         tracing::debug!("the upload cache listens for changes");
-                        while let Some(heard) = crate::db::notify::next(&mut listener).await {
+                        // Own heartbeats come every second: silence this long
+                        // means a connection that is gone without saying so.
+                        while let Ok(Some(heard)) = tokio::time::timeout(
+                            STALE_AFTER,
+                            crate::db::notify::next(&mut listener),
+                        )
+                        .await
+                        {
                             self.heard(heard);
                         }
                         self.listening(false);
@@ -211,7 +274,10 @@ impl UploadCache {
         tokio::select! {
             _ = beat => {}
             _ = listen => {}
+            // The application's pool closed: the listener's goes with it.
+            _ = main.close_event() => {}
         }
+        pool.close().await;
     }
 }
 
@@ -222,6 +288,13 @@ mod tests {
 
     fn upload(status: UploadStatus) -> Upload {
         crate::domain::upload::sample(status)
+    }
+
+    fn own_beat(c: &UploadCache) -> Heard {
+        Heard::Beat {
+            from: c.me,
+            at_ms: c.clock.elapsed().as_millis() as u64,
+        }
     }
 
     fn trusted_cache() -> UploadCache {
@@ -257,7 +330,7 @@ mod tests {
         assert!(c.get(other.id).is_none());
         // A heartbeat does not.
         let before = c.epoch();
-        c.heard(Heard::Other);
+        c.heard(own_beat(&c));
         c.fill(before, &other);
         assert!(c.get(other.id).is_some());
     }
@@ -304,14 +377,53 @@ mod tests {
 
     #[test]
     fn silence_longer_than_stale_after_bypasses_it() {
-        let c = trusted_cache();
+        let mut c = trusted_cache();
+        c.clock = Instant::now() - Duration::from_secs(10);
         let u = upload(UploadStatus::Active);
         c.fill(c.epoch(), &u);
-        c.state().heard = Some(Instant::now() - STALE_AFTER);
+        c.state().caught_up = Some(Instant::now() - STALE_AFTER);
         assert!(c.get(u.id).is_none());
         assert!(c.epoch().0.is_none());
-        c.heard(Heard::Other);
+        // Another instance's heartbeat, or a change, says nothing of this
+        // listener's backlog: only its own heartbeat brings it back.
+        c.heard(Heard::Beat {
+            from: Uuid::new_v4(),
+            at_ms: c.clock.elapsed().as_millis() as u64,
+        });
+        c.heard(Heard::Changed(Uuid::now_v7()));
+        assert!(c.get(u.id).is_none());
+        // An own heartbeat sent before the silence began (a backlog) neither.
+        c.heard(Heard::Beat {
+            from: c.me,
+            at_ms: 0,
+        });
+        assert!(c.get(u.id).is_none());
+        c.heard(own_beat(&c));
         assert!(c.get(u.id).is_some());
+    }
+
+    #[test]
+    fn a_truncate_empties_it() {
+        let c = trusted_cache();
+        let u = upload(UploadStatus::Active);
+        let before = c.epoch();
+        c.fill(before, &u);
+        c.heard(Heard::All);
+        assert!(c.is_empty());
+        c.fill(before, &u);
+        assert!(c.is_empty(), "a fill noted before the truncate was kept");
+    }
+
+    #[test]
+    fn an_upload_seen_finished_is_dropped() {
+        let c = trusted_cache();
+        let mut u = upload(UploadStatus::Active);
+        c.fill(c.epoch(), &u);
+        c.saw(&u);
+        assert!(c.get(u.id).is_some());
+        u.status = UploadStatus::Completed;
+        c.saw(&u);
+        assert!(c.get(u.id).is_none());
     }
 
     #[test]

@@ -218,17 +218,20 @@ impl Broker {
             None => {
                 let epoch = cache.epoch();
                 let u = self.fetch(r).await?.ok_or(ApiError::NotFound)?;
+                self.admit(access, r, &u)?;
                 cache.fill(epoch, &u);
-                Arc::new(u)
+                return Ok(Arc::new(u));
             }
         };
         self.admit(access, r, &upload)?;
         Ok(upload)
     }
 
-    /// The row a reference names, as stored.
+    /// The row a reference names, as stored. One read in another status than
+    /// active drops the upload from the signing cache at once (its
+    /// notification may still be on its way).
     async fn fetch(&self, r: &UploadRef) -> Result<Option<Upload>, ApiError> {
-        Ok(match r {
+        let row = match r {
             UploadRef::Token(token) => {
                 let id = self.inner.tokens.verify(token).ok_or(ApiError::NotFound)?;
                 db::get_upload(&self.inner.db, id).await?
@@ -237,7 +240,11 @@ impl Broker {
                 db::get_companion_upload(&self.inner.db, self.inner.storage.bucket(), upload_id)
                     .await?
             }
-        })
+        };
+        if let Some(u) = &row {
+            self.inner.cache.saw(u);
+        }
+        Ok(row)
     }
 
     /// Whether the caller may see the upload a reference found: 404 when not;

@@ -50,6 +50,7 @@ impl Broker {
             let fresh = db::get_upload(&self.inner.db, id)
                 .await?
                 .ok_or(ApiError::NotFound)?;
+            self.inner.cache.saw(&fresh);
             match fresh.on_gone(Self::now()) {
                 OnGone::Answer if fresh.status == UploadStatus::Completed => {
                     return Ok(Self::finished(fresh))
@@ -61,6 +62,8 @@ impl Broker {
                 }
                 OnGone::Wait => return Ok(Self::reconciled(fresh, &[])),
                 OnGone::Settle => {
+                    // Completed or expired in a moment, whichever it is.
+                    self.inner.cache.forget(id);
                     match record::settle_gone(
                         &self.inner.db,
                         &self.inner.storage,

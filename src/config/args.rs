@@ -325,7 +325,7 @@ pub struct ServeArgs {
     /// so that a part request costs no database read (kept right by change
     /// notifications from Postgres); 0 turns the cache off.
     #[arg(long, env = "BROKER_UPLOAD_CACHE", value_name = "BROKER_UPLOAD_CACHE", default_value_t = 10_000,
-          value_parser = clap::value_parser!(u32).range(0..=10_000_000))]
+          value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
     pub upload_cache: u32,
 
     /// Longest a client may take to send a request's headers before the connection is closed.
