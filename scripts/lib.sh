@@ -128,16 +128,23 @@ ensure_tools_venv() {
   echo "$TOOLS_STAMP" > "$TOOLS_VENV/.stamp"
 }
 
+# ensure_debian_package PACKAGE FOR: installs Debian's PACKAGE with apt-get when
+# run as root, else stops saying how to (FOR: what needs it).
+ensure_debian_package() {
+  local package="$1" purpose="$2"
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    log "Installing Debian's $package for $purpose (once)"
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$package" >/dev/null
+  else
+    die "$package is needed for $purpose: install Debian's package (sudo apt-get install $package)${3:+ $3}."
+  fi
+}
+
 # Debian's Chromium, for the browser tests (no browser downloads by test tools).
 ensure_chromium() {
   [ -x "${CHROMIUM:-/usr/bin/chromium}" ] && return 0
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    log "Installing Debian's chromium for the browser tests (once)"
-    apt-get update -qq >/dev/null
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
-  else
-    die "Chromium is needed for the browser tests: install Debian's package (sudo apt-get install chromium) or set CHROMIUM to its path."
-  fi
+  ensure_debian_package chromium "the browser tests" "or set CHROMIUM to its path"
 }
 
 free_port() {

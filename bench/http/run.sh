@@ -41,15 +41,7 @@ results="$work/results.jsonl"
 db=upload_broker_bench_http
 
 # ---------------------------------------------------------------- tools
-if ! command -v wrk >/dev/null 2>&1; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    log "Installing Debian's wrk (once)"
-    apt-get update -qq >/dev/null
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
-  else
-    die "wrk is needed: install Debian's package (sudo apt-get install wrk) and try again."
-  fi
-fi
+command -v wrk >/dev/null 2>&1 || ensure_debian_package wrk "the HTTP benchmark"
 command -v node >/dev/null 2>&1 || die "Node.js 20 is needed for Companion."
 pin="$(node -p "require('$cdir/package.json').dependencies['@uppy/companion']")"
 have="$(node -p "try { require('$cdir/node_modules/@uppy/companion/package.json').version } catch { '' }")"

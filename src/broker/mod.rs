@@ -192,7 +192,10 @@ impl Broker {
     /// The upload a reference names, if the caller may see it: 404 otherwise,
     /// exactly as for one that does not exist. Expired uploads answer 410.
     pub async fn load_ref(&self, access: &Access, r: &UploadRef) -> Result<Upload, ApiError> {
-        let upload = self.fetch(r).await?.ok_or(ApiError::NotFound)?;
+        let upload = self
+            .fetch(self.named(r)?)
+            .await?
+            .ok_or(ApiError::NotFound)?;
         self.admit(access, r, &upload)?;
         Ok(upload)
     }
@@ -206,18 +209,16 @@ impl Broker {
         r: &UploadRef,
     ) -> Result<Arc<Upload>, ApiError> {
         let cache = &self.inner.cache;
-        let cached = match r {
-            UploadRef::Token(token) => {
-                let id = self.inner.tokens.verify(token).ok_or(ApiError::NotFound)?;
-                cache.get(id)
-            }
-            UploadRef::Provider { upload_id, .. } => cache.get_by_provider(upload_id),
+        let named = self.named(r)?;
+        let cached = match named {
+            Named::Id(id) => cache.get(id),
+            Named::Provider(upload_id) => cache.get_by_provider(upload_id),
         };
         let upload = match cached {
             Some(u) => u,
             None => {
                 let epoch = cache.epoch();
-                let u = self.fetch(r).await?.ok_or(ApiError::NotFound)?;
+                let u = self.fetch(named).await?.ok_or(ApiError::NotFound)?;
                 self.admit(access, r, &u)?;
                 cache.fill(epoch, &u);
                 return Ok(Arc::new(u));
@@ -227,16 +228,24 @@ impl Broker {
         Ok(upload)
     }
 
+    /// What a reference names: a token is verified here, once (404 when it
+    /// is not one of ours).
+    fn named<'r>(&self, r: &'r UploadRef) -> Result<Named<'r>, ApiError> {
+        Ok(match r {
+            UploadRef::Token(token) => {
+                Named::Id(self.inner.tokens.verify(token).ok_or(ApiError::NotFound)?)
+            }
+            UploadRef::Provider { upload_id, .. } => Named::Provider(upload_id),
+        })
+    }
+
     /// The row a reference names, as stored. One read in another status than
     /// active drops the upload from the signing cache at once (its
     /// notification may still be on its way).
-    async fn fetch(&self, r: &UploadRef) -> Result<Option<Upload>, ApiError> {
-        let row = match r {
-            UploadRef::Token(token) => {
-                let id = self.inner.tokens.verify(token).ok_or(ApiError::NotFound)?;
-                db::get_upload(&self.inner.db, id).await?
-            }
-            UploadRef::Provider { upload_id, .. } => {
+    async fn fetch(&self, named: Named<'_>) -> Result<Option<Upload>, ApiError> {
+        let row = match named {
+            Named::Id(id) => db::get_upload(&self.inner.db, id).await?,
+            Named::Provider(upload_id) => {
                 db::get_companion_upload(&self.inner.db, self.inner.storage.bucket(), upload_id)
                     .await?
             }
@@ -351,6 +360,14 @@ impl Broker {
             other => Err(ApiError::NotActive(other)),
         }
     }
+}
+
+/// The row an [`UploadRef`] names, once its token is verified.
+#[derive(Clone, Copy)]
+enum Named<'r> {
+    Id(Uuid),
+    /// A Companion upload's provider upload id (its key is checked on the row).
+    Provider(&'r str),
 }
 
 /// The part `n` of an upload: within its plan, or 1 to 10,000 without one.

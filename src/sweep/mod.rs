@@ -100,13 +100,8 @@ impl Sweeper {
         if previous == UploadStatus::Completing {
             // A completer died (its lease ran out, so no call of its is still in
             // flight): its CompleteMultipartUpload may have gone through.
-            if let Some(obj) = storage.head_object(&upload.key).await? {
-                if record::fits(upload, &obj) {
-                    let done =
-                        record::found_completed(&self.db, upload, fence, obj, CompletedBy::Sweep)
-                            .await?;
-                    return Ok(done.map_or(Outcome::AlreadyGone, |_| Outcome::Completed));
-                }
+            if let Some(done) = self.completed_already(&storage, upload, fence).await? {
+                return Ok(done);
             }
         }
         match storage
@@ -120,6 +115,27 @@ impl Sweeper {
             // Gone: aborted elsewhere, or completed. Never lose an object.
             AbortOutcome::AlreadyGone => self.settle(&storage, upload, fence).await,
         }
+    }
+
+    /// If a completion of `upload` got through (its object is there, of the
+    /// size its parts make), records it: the outcome, or `None` to go on.
+    async fn completed_already(
+        &self,
+        storage: &Storage,
+        upload: &Upload,
+        fence: Fence,
+    ) -> Result<Option<Outcome>, SweepError> {
+        let Some(obj) = storage.head_object(&upload.key).await? else {
+            return Ok(None);
+        };
+        if !record::fits(upload, &obj) {
+            return Ok(None);
+        }
+        let done =
+            record::found_completed(&self.db, upload, fence, obj, CompletedBy::Sweep).await?;
+        Ok(Some(
+            done.map_or(Outcome::AlreadyGone, |_| Outcome::Completed),
+        ))
     }
 
     /// The one reaction to a provider upload that is gone (as everywhere).
@@ -171,13 +187,8 @@ impl Sweeper {
     async fn settle_completion(&self, upload: &Upload) -> Result<Outcome, SweepError> {
         let storage = self.storage.with_bucket(upload.bucket.clone());
         let fence = Fence::of(upload);
-        if let Some(obj) = storage.head_object(&upload.key).await? {
-            if record::fits(upload, &obj) {
-                let done =
-                    record::found_completed(&self.db, upload, fence, obj, CompletedBy::Sweep)
-                        .await?;
-                return Ok(done.map_or(Outcome::AlreadyGone, |_| Outcome::Completed));
-            }
+        if let Some(done) = self.completed_already(&storage, upload, fence).await? {
+            return Ok(done);
         }
         match storage
             .list_parts(&upload.key, &upload.provider_upload_id)

@@ -4,16 +4,13 @@
 //! Two instances share one database here, as in production.
 
 use crate::common::*;
+use crate::companion::enc;
 use reqwest::Method;
 use serde_json::{json, Value};
 use sqlx::PgPool;
 use std::time::{Duration, Instant};
 
 const LISTENER: &str = upload_broker::db::notify::LISTENER_APPLICATION_NAME;
-
-fn enc(s: &str) -> String {
-    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
-}
 
 fn id_of(created: &Value) -> uuid::Uuid {
     created["id"].as_str().unwrap().parse().unwrap()

@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 
 const PART: usize = 5 * MIB;
 
-fn enc(s: &str) -> String {
+pub(crate) fn enc(s: &str) -> String {
     url_escape(s)
 }
 
