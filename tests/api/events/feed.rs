@@ -2,7 +2,7 @@
 //! completes and the sweep race; a feed that never skips an event whose
 //! transaction commits late; retention that keeps what is still undelivered.
 
-use super::{add_webhook, read_feed, WAIT};
+use super::{add_webhook, feed_caught_up, read_feed, read_pages, WAIT};
 use crate::common::receiver::{Answer, Receiver};
 use crate::common::*;
 use reqwest::Method;
@@ -111,6 +111,7 @@ async fn concurrent_completes_and_a_racing_sweep_make_one_completed_event(pool: 
 async fn the_feed_never_skips_an_event_whose_transaction_commits_late(pool: PgPool) {
     let app = TestApp::spawn(pool.clone()).await;
     app.create_ok(json!({"filename": "1.bin", "size": 1})).await;
+    feed_caught_up(&app).await;
     // A writer that took its transaction id first and commits last.
     let mut slow = pool.begin().await.unwrap();
     sqlx::query("select pg_current_xact_id()")
@@ -123,7 +124,7 @@ async fn the_feed_never_skips_an_event_whose_transaction_commits_late(pool: PgPo
         app.create_ok(json!({"filename": format!("{i}.bin"), "size": 1}))
             .await;
     }
-    let first = read_feed(&app, 2).await;
+    let first = read_pages(&app, 2).await;
     // What the slow writer writes now gets a later seq than the three above.
     let late: uuid::Uuid = sqlx::query_scalar(
         "insert into events (id, tenant, upload_id, type, data, created_at) \
@@ -138,6 +139,7 @@ async fn the_feed_never_skips_an_event_whose_transaction_commits_late(pool: PgPo
     let (_, v) = app.call(Method::GET, "/v1/events?limit=100", None).await;
     let cursor = v["next"].as_str().unwrap().to_string();
     slow.commit().await.unwrap();
+    feed_caught_up(&app).await;
     let mut rest = Vec::new();
     let mut after = cursor;
     loop {

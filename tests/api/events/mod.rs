@@ -43,8 +43,41 @@ async fn upload(app: &TestApp, bytes: &[u8]) -> Value {
     c
 }
 
-/// Every event of tenant A, read from the feed page by page.
+/// Waits until every event written so far can be shown by the feed. The feed
+/// shows only events older than every write transaction still running in the
+/// whole Postgres cluster, and the other tests' databases share it: a test
+/// elsewhere holding a transaction open delays (never hides) what is shown.
+async fn feed_caught_up(app: &TestApp) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let shown: bool = sqlx::query_scalar(
+            "select coalesce(max(xid), 0) < pg_snapshot_xmin(pg_current_snapshot())::text::bigint \
+             from events",
+        )
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+        if shown {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "a write transaction somewhere in the Postgres cluster stayed open for {WAIT:?}: \
+             the feed could not show the events already written"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Every event of tenant A, read from the feed page by page, once every event
+/// written so far can be shown.
 async fn read_feed(app: &TestApp, limit: usize) -> Vec<Value> {
+    feed_caught_up(app).await;
+    read_pages(app, limit).await
+}
+
+/// What the feed shows now, read page by page.
+async fn read_pages(app: &TestApp, limit: usize) -> Vec<Value> {
     let mut all = Vec::new();
     let mut after: Option<String> = None;
     loop {
