@@ -97,27 +97,36 @@ async fn a_completion_held_past_its_timeout_still_completes_exactly_once(pool: P
 
 #[sqlx::test]
 async fn the_completer_renews_its_lease_while_storage_is_slow(pool: PgPool) {
-    // ListParts 1 s + CompleteMultipartUpload 2.2 s: longer than the 3 s lease,
-    // each call within its own timeout. Waiters, started 90 ms apart so that
-    // some look right after the first lease would have run out, must not take
-    // over: renewal keeps the claim, and only one CompleteMultipartUpload is
-    // ever sent. (Without renewal a waiter claims it and sends a second.)
+    // ListParts read one part per page, each page held 0.8 s (four parts:
+    // 3.2 s), then CompleteMultipartUpload held 1.5 s: longer than the 4 s
+    // lease, while each call stays well within its own timeout (2 s for
+    // ListParts, 3.2 s for the completion), however slow the machine. Waiters,
+    // started 90 ms apart so that some look right after the first lease would
+    // have run out, must not take over: renewal keeps the claim, and only one
+    // CompleteMultipartUpload is ever sent. (Without renewal a waiter claims
+    // it and sends a second.)
     let proxy = FaultProxy::start().await;
-    *proxy.faults.hold_list_parts.lock().unwrap() = Some(Duration::from_millis(1000));
-    *proxy.faults.hold_complete.lock().unwrap() = Some((1, Duration::from_millis(2200)));
+    *proxy.faults.hold_list_parts.lock().unwrap() = Some(Duration::from_millis(800));
+    *proxy.faults.hold_complete.lock().unwrap() = Some((1, Duration::from_millis(1500)));
+    let lease = Duration::from_secs(4);
     let opts = Options {
-        completion_lease: Duration::from_secs(3),
-        storage_timeout: Duration::from_millis(1500),
+        completion_lease: lease,
+        storage_timeout: Duration::from_secs(2),
+        list_parts_page_size: 1,
         ..Default::default()
     };
     let (faulty, direct) = faulty_and_direct(pool, &proxy, opts).await;
-    let (c, file) = uploaded(&direct, PART + 5, 91).await;
+    let (c, file) = uploaded(&direct, 3 * PART + 5, 91).await;
     let t = token(&c);
     let started = std::time::Instant::now();
     let results = staggered_completes(&faulty, &t, 9, Duration::from_millis(90)).await;
     assert!(
-        started.elapsed() > Duration::from_secs(3),
+        started.elapsed() > lease,
         "the completion outlasted the lease"
+    );
+    assert!(
+        proxy.count(Call::ListParts) >= 4,
+        "the part list was read a page at a time"
     );
     for (s, v) in &results {
         assert_eq!(*s, 200, "{v}");
