@@ -3,7 +3,6 @@
 
 use super::{broker, drop_database, fresh_database, run, serve_with, wait_exit, SERVE_KEY};
 use crate::common::*;
-use serde_json::{json, Value};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -55,25 +54,7 @@ async fn a_detached_completion_that_fails_after_its_client_left_is_logged() {
         })
     };
     let http = reqwest::Client::new();
-    let c: Value = http
-        .post(format!("{base}/v1/uploads"))
-        .bearer_auth(key)
-        .json(&json!({"filename": "d.bin", "size": 4}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let url = c["parts"][0]["url"].as_str().unwrap().to_string();
-    assert!(http
-        .put(&url)
-        .body("data")
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .is_success());
+    let c = one_part_uploaded(&http, &base, key, "d.bin", "data").await;
     // The client gives up after 300 ms and goes away.
     let gone = http
         .post(format!("{base}/v1/uploads/{}/complete", token(&c)))

@@ -185,25 +185,7 @@ async fn sigterm_drains_a_request_in_flight_and_tokens_survive_a_restart() {
     let (mut child, base) = serve_on(&db, &state_dir, &proxy.url, &prefix).await;
     let http = reqwest::Client::new();
     let key = SERVE_KEY;
-    let c: Value = http
-        .post(format!("{base}/v1/uploads"))
-        .bearer_auth(key)
-        .json(&json!({"filename": "d.bin", "size": 4}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let url = c["parts"][0]["url"].as_str().unwrap().to_string();
-    assert!(http
-        .put(&url)
-        .body("data")
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .is_success());
+    let c = one_part_uploaded(&http, &base, key, "d.bin", "data").await;
     let t = token(&c);
     let completing = {
         let r = http

@@ -654,6 +654,38 @@ pub fn slice(file: &[u8], part_size: usize, n: u64) -> &[u8] {
     &file[start..(start + part_size).min(file.len())]
 }
 
+/// Creates a one-part upload of `body` on the broker at `base` (a broker
+/// binary the test started, not a `TestApp`) and PUTs `body` to its part URL.
+/// Returns the create response.
+pub async fn one_part_uploaded(
+    http: &reqwest::Client,
+    base: &str,
+    key: &str,
+    filename: &str,
+    body: &'static str,
+) -> Value {
+    let c: Value = http
+        .post(format!("{base}/v1/uploads"))
+        .bearer_auth(key)
+        .json(&json!({"filename": filename, "size": body.len()}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let url = c["parts"][0]["url"].as_str().unwrap().to_string();
+    assert!(http
+        .put(&url)
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .is_success());
+    c
+}
+
 pub fn token(v: &Value) -> String {
     v["resumeToken"].as_str().expect("resumeToken").to_string()
 }

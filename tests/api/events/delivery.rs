@@ -98,25 +98,7 @@ async fn two_instances_deliver_each_event_once(pool: PgPool) {
         };
         let http = a.http.clone();
         tasks.push(tokio::spawn(async move {
-            let c: Value = http
-                .post(format!("{app}/v1/uploads"))
-                .bearer_auth(KEY_A)
-                .json(&json!({"filename": "t.bin", "size": 3}))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            let url = c["parts"][0]["url"].as_str().unwrap().to_string();
-            assert!(http
-                .put(url)
-                .body("abc")
-                .send()
-                .await
-                .unwrap()
-                .status()
-                .is_success());
+            let c = one_part_uploaded(&http, &app, KEY_A, "t.bin", "abc").await;
             let s = http
                 .post(format!("{app}/v1/uploads/{}/complete", token(&c)))
                 .bearer_auth(KEY_A)
@@ -172,25 +154,7 @@ async fn events_committed_before_a_kill_9_are_delivered_after_the_restart() {
         .await
         .unwrap();
     let secret = hook["secret"].as_str().unwrap().to_string();
-    let c: Value = http
-        .post(format!("{base}/v1/uploads"))
-        .bearer_auth(SERVE_KEY)
-        .json(&json!({"filename": "k.bin", "size": 4}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let url = c["parts"][0]["url"].as_str().unwrap().to_string();
-    assert!(http
-        .put(url)
-        .body("kill")
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .is_success());
+    let c = one_part_uploaded(&http, &base, SERVE_KEY, "k.bin", "kill").await;
     let done = http
         .post(format!("{base}/v1/uploads/{}/complete", token(&c)))
         .bearer_auth(SERVE_KEY)
