@@ -47,8 +47,8 @@ CHUNK = MiB
 SIGN_BATCH = 100
 #: A part URL expiring within this many seconds is signed again before use.
 URL_MARGIN = 30.0
-#: Most parts a ``…/parts`` call takes.
-MAX_SIGN = 1000
+#: Uploads per page of ``list_active``.
+LIST_PAGE = 1000
 
 T = TypeVar("T")
 
@@ -487,7 +487,7 @@ def list_active(s: Settings) -> Flow[List[Dict[str, Any]]]:
     out: List[Dict[str, Any]] = []
     before: Optional[str] = None
     while True:
-        params = {"status": "active", "limit": "1000"}
+        params = {"status": "active", "limit": str(LIST_PAGE)}
         if before:
             params["before"] = before
         page = yield from api(s, "GET", "/v1/uploads", params=params)
