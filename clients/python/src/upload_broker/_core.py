@@ -778,15 +778,9 @@ def download(
     attempts = 0
     new_urls = 0
     restarts = 0
-    last_emit = [0.0]
-
     def emit(final: bool = False) -> None:
         if on_progress is None or have is None:
             return
-        now = time.monotonic()
-        if not final and now - last_emit[0] < 0.1:
-            return
-        last_emit[0] = now
         total = int(have["size"])
         pct = offset / total * 100 if total else 100.0
         on_progress(Progress(offset, total, 1 if final else 0, 1, pct))
