@@ -2,12 +2,17 @@
 # Runs a benchmark in release mode: `scripts/bench.sh presign` (no services),
 # `scripts/bench.sh sweep` (starts Postgres and LocalStack like the tests),
 # `scripts/bench.sh grants` (Postgres) or `scripts/bench.sh http` (part signing
-# over HTTP with wrk, side by side with Uppy Companion: bench/http/run.sh).
+# over HTTP with wrk, side by side with Uppy Companion: bench/http/run.sh), or
+# `scripts/bench.sh python` (the Python client beside boto3: clients/python/bench/run.sh).
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
-name="${1:?usage: scripts/bench.sh presign|sweep|grants|http}"
+name="${1:?usage: scripts/bench.sh presign|sweep|grants|http|python}"
 if [ "$name" = http ]; then
   exec "$ROOT/bench/http/run.sh"
+fi
+if [ "$name" = python ]; then
+  # The Python client beside boto3's upload_file: clients/python/bench/run.sh.
+  exec "$ROOT/clients/python/bench/run.sh"
 fi
 if [ "$name" = sweep ]; then
   export DATABASE_URL="${BENCH_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/upload_broker_bench}"

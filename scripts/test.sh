@@ -93,6 +93,9 @@ if [ "$#" -eq 0 ] || [ "${E2E:-}" = 1 ]; then
   log "TypeScript client (clients/js): build, bundle size, unit tests, then Node and headless Chromium against the broker"
   (cd clients/js && npm ci --no-audit --no-fund --loglevel=error)
   BROKER_BIN="$ROOT/target/debug/upload-broker" JS_PYTHON="$LS_VENV/bin/python" bash clients/js/test/run.sh
+
+  log "Python client (clients/python): its venv, mypy --strict, unit tests, then uploads, kill -9 and resume, storage faults, grants, downloads and asyncio against the broker"
+  BROKER_BIN="$ROOT/target/debug/upload-broker" bash clients/python/test/run.sh
 fi
 
 if [ "$#" -gt 0 ]; then

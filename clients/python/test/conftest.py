@@ -138,6 +138,7 @@ class Broker:
             "SWEEP_INTERVAL": "0",
             "RATE_LIMIT": "0",
             "RUST_LOG": "debug",
+            "LOG_FORMAT": "json",
             **env,
         }
         self._log = open(self.log_path, "ab")

@@ -16,22 +16,8 @@ done
 [ -x "$BROKER_BIN" ] || die "BROKER_BIN=$BROKER_BIN is not an executable (build the broker first: cargo build --bin upload-broker)"
 curl -fsS "$S3_ENDPOINT/_localstack/health" >/dev/null 2>&1 || die "LocalStack is not answering at $S3_ENDPOINT (start it: scripts/localstack.sh)"
 
-# The venv: the client's dependencies and its test extras, reinstalled when
-# pyproject.toml or the interpreter changes; the client itself every run.
-PYCLIENT_VENV="$CACHE_DIR/python-client-venv"
-base_python="${PYCLIENT_PYTHON:-python3}"
-stamp="$("$base_python" -c 'import sys; print("%d.%d.%d" % sys.version_info[:3])') $(sha256sum "$PY/pyproject.toml" | cut -c1-16)"
-if [ ! -x "$PYCLIENT_VENV/bin/python" ] || [ "$(cat "$PYCLIENT_VENV/.stamp" 2>/dev/null)" != "$stamp" ]; then
-  log "Creating $PYCLIENT_VENV (the client's dependencies, pytest, mypy, boto3; once; cached)"
-  rm -rf "$PYCLIENT_VENV"
-  mkdir -p "$CACHE_DIR"
-  "$base_python" -m venv "$PYCLIENT_VENV"
-  "$PYCLIENT_VENV/bin/pip" install -q --disable-pip-version-check "hatchling>=1.18" "$PY[test]"
-  echo "$stamp" > "$PYCLIENT_VENV/.stamp"
-fi
-log "clients/python: installing the package (wheel build with hatchling)"
-"$PYCLIENT_VENV/bin/pip" install -q --disable-pip-version-check --no-deps --no-build-isolation --force-reinstall "$PY"
-"$PYCLIENT_VENV/bin/python" -c 'import google_crc32c, sys; sys.exit(0 if google_crc32c.implementation == "c" else "google-crc32c has no C extension here")'
+source "$PY/venv.sh"
+ensure_pyclient_venv
 
 log "clients/python: mypy --strict"
 (cd "$PY" && "$PYCLIENT_VENV/bin/mypy" --strict src/upload_broker bench)
