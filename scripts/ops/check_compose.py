@@ -66,6 +66,37 @@ def broker_settings(binary):
     return known, required
 
 
+def broker_refuses(binary, settings, seconds=3):
+    """The broker's own verdict on settings: runs `serve` with exactly them (and
+    a listen address of its own) and returns its one-line complaint if it exits
+    2 (bad configuration); None if it is still running after `seconds` (waiting
+    for a database that does not answer here) or stopped for another reason."""
+    run_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+    run_env.update(settings)
+    run_env["BROKER_LISTEN"] = "127.0.0.1:0"
+    if "METRICS_LISTEN" in run_env:
+        run_env["METRICS_LISTEN"] = "127.0.0.1:0"
+    with tempfile.TemporaryDirectory() as home:
+        run_env["HOME"] = home
+        p = subprocess.Popen([binary, "serve"], env=run_env, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True)
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and p.poll() is None:
+            time.sleep(0.1)
+        if p.poll() is None:
+            p.terminate()
+            try:
+                p.wait(5)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+            return None
+        out = p.stdout.read().strip()
+        if p.returncode == 2:
+            return out.splitlines()[-1] if out else "(exit 2, no output)"
+        return None
+
+
 def image_env(dockerfile):
     env, last = {}, None
     for line in open(dockerfile, encoding="utf-8"):
@@ -112,30 +143,9 @@ def main():
         if k not in effective or not ok(effective[k]):
             fail(f"docker-compose.yml's broker: {k}={effective.get(k, '(unset)')!r} does not do what README's 'With Docker' says")
 
-    # The broker's own verdict on the values (with a listen address of its own).
-    run_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
-    run_env.update(effective)
-    run_env["BROKER_LISTEN"] = "127.0.0.1:0"
-    with tempfile.TemporaryDirectory() as home:
-        run_env["HOME"] = home
-        p = subprocess.Popen([args.broker_bin, "serve"], env=run_env, stdout=subprocess.PIPE,
-                             stderr=subprocess.STDOUT, text=True)
-        deadline = time.monotonic() + 3
-        while time.monotonic() < deadline and p.poll() is None:
-            time.sleep(0.1)
-        if p.poll() is None:
-            p.terminate()
-            try:
-                p.wait(5)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
-            verdict = None
-        else:
-            verdict = p.returncode
-        out = p.stdout.read()
-    if verdict == 2:
-        fail(f"the broker refuses docker-compose.yml's settings: {out.strip().splitlines()[-1] if out.strip() else '(no output)'}")
+    refused = broker_refuses(args.broker_bin, effective)
+    if refused:
+        fail(f"the broker refuses docker-compose.yml's settings: {refused}")
     print(f"check-compose: docker-compose.yml's broker sets {len(env)} settings, all known to the broker "
           f"({len(known)} options, {len(OUTSIDE_OPTIONS)} other variables); required ones there "
           f"({', '.join(sorted(required))}); the broker accepts the values", file=sys.stderr)
