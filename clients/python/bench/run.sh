@@ -35,6 +35,6 @@ broker_pid=$!
 for _ in $(seq 1 100); do curl -fsS "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
 curl -fsS "http://127.0.0.1:$port/healthz" >/dev/null || { tail -n 30 "$work/broker.log" >&2; die "the broker did not start"; }
 
-log "Benchmark: $(nproc) cores, $("$PYCLIENT_VENV/bin/python" -V), broker $(basename "$(dirname "$BROKER_BIN")")"
+log "Benchmark: $(nproc) cores, $("$PYCLIENT_VENV/bin/python" -V), broker $BROKER_BIN"
 "$PYCLIENT_VENV/bin/python" "$ROOT/clients/python/bench/bench.py" "http://127.0.0.1:$port" "$S3_ENDPOINT" "$S3_BUCKET" \
   --size-mib "${BENCH_SIZE_MIB:-1024}" --part-mib 16 --concurrency 4 --rounds "${BENCH_ROUNDS:-1}"
