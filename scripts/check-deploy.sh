@@ -67,3 +67,15 @@ if "$PY" scripts/ops/check_metrics_use.py "$scratch/metrics.txt" "$scratch/plant
   die "check_metrics_use passed a dashboard using a metric the broker does not export"
 fi
 "$PY" scripts/ops/check_metrics_use.py "$scratch/metrics.txt" deploy/grafana/*.json --rules deploy/prometheus/alerts.yml
+
+log "docs/operations.md lists every panel of the dashboard"
+"$PY" - deploy/grafana/upload-broker.json docs/operations.md <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+doc = open(sys.argv[2], encoding="utf-8").read()
+titles = [p["title"] for p in d["panels"] if p["type"] != "row"]
+missing = [t for t in titles if f"| {t} |" not in doc]
+if missing:
+    sys.exit(f"docs/operations.md's panel table lacks: {', '.join(missing)}")
+print(f"docs/operations.md lists the dashboard's {len(titles)} panels", file=sys.stderr)
+PY
