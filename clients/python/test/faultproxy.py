@@ -164,8 +164,8 @@ class FaultProxy:
             self.max_inflight = max(self.max_inflight, self.inflight)
         try:
             await self._serve(rec, head, reader, writer)
-        except (ConnectionError, asyncio.IncompleteReadError, OSError):
-            pass
+        except Exception as e:  # recorded for the assertion messages
+            rec.fault = rec.fault or f"proxy: {type(e).__name__}: {e}"
         finally:
             rec.ended = time.time()
             with self._lock:
