@@ -14,6 +14,8 @@ empty folder does what Docker would do there, in order:
 A missing workspace member, manifest, stub or source file (a `mod`, a
 migration the code embeds) fails one of these steps. Anything else in a RUN
 line fails the check: teach it here, or keep the build stage that simple.
+Last, the runtime stage's `COPY --from=build` must name the path where that
+build leaves the binary.
 
 usage: check_dockerfile.py [--dockerfile F] [--context DIR] [--workdir DIR]
                            [--target-dir DIR] [--metadata-only]
@@ -295,6 +297,22 @@ def main():
                     fail(f"{where}: `{word}` in a RUN line is not replayed (allowed: cargo fetch/build, {', '.join(sorted(ALLOWED_SHELL))})")
     if builds_run == 0:
         fail("the build stage never runs cargo build")
+    # The runtime stage copies the binary from where the build put it.
+    bins = set(re.findall(r"--bin[ =](\S+)", " ".join(r for kw, r, _ in stage["body"] if kw == "RUN")))
+    release = any(kw == "RUN" and "--release" in r for kw, r, _ in stage["body"])
+    want = {os.path.join(wd, "target", "release" if release else "debug", b) for b in bins}
+    names = {stage["name"], str(all_stages.index(stage))}
+    froms = []
+    for other in all_stages:
+        for kw, rest, n in other["body"]:
+            m = re.match(r"--from=(\S+)\s+(\S+)\s+\S+", rest) if kw == "COPY" else None
+            if m and m.group(1) in names:
+                froms.append((n, m.group(2)))
+                if m.group(2) not in want:
+                    fail(f"Dockerfile:{n}: COPY --from={m.group(1)} {m.group(2)}: the build stage leaves "
+                         f"its binary at {', '.join(sorted(want))}")
+    if not froms:
+        fail("no later stage copies the binary from the build stage")
     print(f"check-dockerfile: the build stage replays ({copied} files copied into {work}, "
           f"base image {stage['image']})", file=sys.stderr)
 
