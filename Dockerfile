@@ -8,8 +8,8 @@
 # rebuilds them. Every member of the workspace (Cargo.toml [workspace] members:
 # `.` and `client`) must be there for cargo to load the workspace, even though
 # only the broker's binary is built: the client's manifest is copied, and its
-# targets stay stubs (the broker does not depend on it, so a change to the
-# client's code never rebuilds the image).
+# targets stay stubs, as do the benches (the broker's binary depends on
+# neither, so a change to them never rebuilds the image).
 #
 # scripts/check-dockerfile.sh replays this stage without Docker (the COPY lines
 # filtered by .dockerignore, the stub lines, then cargo metadata and cargo build
@@ -36,7 +36,6 @@ RUN cargo build --release --locked --offline --bin upload-broker
 # that the stubs it compiled above were replaced.
 COPY src ./src
 COPY migrations ./migrations
-COPY benches ./benches
 RUN touch src/lib.rs src/main.rs \
  && cargo build --release --locked --offline --bin upload-broker
 
