@@ -129,6 +129,11 @@ if bash scripts/check-api-docs.sh target/openapi.json /dev/null >/dev/null 2>&1;
 fi
 bash scripts/check-api-docs.sh target/openapi.json docs/api.md
 
+# Issue 23: a field the server adds to a response the clients model must be in
+# both clients' wire types (clients/js/src/types.ts, the Python client's TypedDicts).
+log "Checking the TypeScript and Python clients' wire types against the OpenAPI document"
+python3 scripts/check-client-types.py --self-test target/openapi.json
+
 if [ "$#" -eq 0 ] || [ "${FUZZ:-}" = 1 ]; then
   log "Fuzzing every operation from the OpenAPI document (schemathesis, ${FUZZ_EXAMPLES:-25} examples each, API key and grant)"
   FUZZ_EXAMPLES="${FUZZ_EXAMPLES:-25}" bash scripts/fuzz.sh

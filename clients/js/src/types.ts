@@ -19,6 +19,8 @@ export interface UploadResource {
   createdAt: string
   expiresAt: string
   checksumAlgorithm?: 'SHA256' | 'CRC32C'
+  /** The grant subject the upload belongs to; null for uploads created with an API key. */
+  subject?: string | null
   /** Completed uploads: the object's ETag, composite checksum and size in storage. */
   etag?: string
   checksum?: string

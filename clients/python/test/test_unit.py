@@ -16,7 +16,15 @@ import httpx
 import pytest
 
 import upload_broker
-from upload_broker import AsyncUploadBroker, Progress, RetryPolicy, UploadBroker, UploadBrokerError, UploadResult
+from upload_broker import (
+    AsyncUploadBroker,
+    Progress,
+    RetryPolicy,
+    UploadBroker,
+    UploadBrokerError,
+    UploadResource,
+    UploadResult,
+)
 from upload_broker import _core as core
 
 
@@ -36,6 +44,10 @@ def test_public_names_and_fields() -> None:
         "etag",
         "size",
     ]
+    # The wire type (checked against the OpenAPI document by scripts/check-client-types.py).
+    assert {"id", "resumeToken", "size"} <= UploadResource.__required_keys__
+    assert {"subject", "etag", "objectSize"} <= UploadResource.__optional_keys__
+    assert UploadResult.from_resource({"status": "completed", "size": 5, "subject": "user-42"}).upload["subject"] == "user-42"
     r = UploadResult("completed", "SECRET-TOKEN", "k", "b", '"e"', 5)
     assert "SECRET-TOKEN" not in repr(r), "the resume token stays out of repr"
     e = UploadBrokerError("x", status=413, code="TOO_LARGE")

@@ -13,7 +13,7 @@ fingerprint and continued where storage says it stopped.
 from ._async import AsyncUploadBroker
 from ._errors import UploadBrokerError
 from ._sync import UploadBroker
-from ._types import DownloadResult, Progress, RetryPolicy, UploadResult
+from ._types import DownloadResult, Progress, RetryPolicy, UploadResource, UploadResult
 from ._version import __version__
 
 __all__ = [
@@ -23,6 +23,7 @@ __all__ = [
     "RetryPolicy",
     "UploadBroker",
     "UploadBrokerError",
+    "UploadResource",
     "UploadResult",
     "__version__",
 ]

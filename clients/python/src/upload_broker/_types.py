@@ -4,7 +4,40 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, TypedDict
+
+
+class _UploadResourceFields(TypedDict):
+    id: str
+    resumeToken: str
+    status: str
+    bucket: str
+    key: str
+    uploadId: str
+    filename: str
+    contentType: str
+    size: int
+    partSize: int
+    partCount: int
+    metadata: Dict[str, str]
+    createdAt: str
+    expiresAt: str
+
+
+class UploadResource(_UploadResourceFields, total=False):
+    """The broker's upload resource (api-v1), as ``UploadResult.upload`` holds it.
+    The fields from ``checksumAlgorithm`` on may be absent or null.
+    ``scripts/check-client-types.py`` checks it against the OpenAPI document."""
+
+    checksumAlgorithm: Optional[str]
+    fingerprint: Optional[str]
+    subject: Optional[str]
+    """The grant subject the upload belongs to; None for uploads created with an API key."""
+    etag: Optional[str]
+    """Completed uploads: the object's ETag, composite checksum and type, and size in storage."""
+    checksum: Optional[str]
+    checksumType: Optional[str]
+    objectSize: Optional[int]
 
 
 @dataclass(frozen=True)
@@ -25,7 +58,8 @@ class Progress:
 @dataclass(frozen=True)
 class UploadResult:
     """A completed upload. ``resume_token`` is a credential-like handle: keep it private
-    (it is left out of ``repr``). ``upload`` holds the broker's whole upload resource."""
+    (it is left out of ``repr``). ``upload`` holds the broker's whole upload resource
+    (its fields: :class:`UploadResource`)."""
 
     status: str
     resume_token: str = field(repr=False)
