@@ -78,8 +78,8 @@ fn main() {
 
         // HS256: the broker's own grants.
         let key = [7u8; 32];
-        let grants = Grants::new(&key, Issuers::new(pool.clone()));
-        let (hs, _) = grants.mint("bench", "user-1", 900, GrantLimits::default());
+        let grants = Grants::new(&key, Issuers::new(pool.clone(), Default::default()));
+        let (hs, _) = grants.mint("bench", "user-1", 900, GrantLimits::default(), None);
         // EdDSA: a tenant's key, registered (from a file) and cached.
         let rng = ring::rand::SystemRandom::new();
         let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng).unwrap();
@@ -89,7 +89,7 @@ fn main() {
         let file = std::env::temp_dir().join(format!("bench-jwks-{}.json", uuid::Uuid::new_v4()));
         std::fs::write(&file, json!({"keys": [{"kty": "OKP", "crv": "Ed25519", "x": x, "kid": "k"}]}).to_string()).unwrap();
         let iss = format!("https://bench-{}.example", uuid::Uuid::new_v4());
-        let jwks = upload_broker::auth::issuers::load_jwks(&reqwest::Client::new(), file.to_str().unwrap()).await.unwrap();
+        let jwks = upload_broker::auth::issuers::load_jwks(&upload_broker::outbound::Outbound::new(Default::default(), std::time::Duration::from_secs(5)), file.to_str().unwrap()).await.unwrap();
         db::insert_issuer(&pool, uuid::Uuid::new_v4(), "bench", &iss, file.to_str().unwrap(), &jwks).await.unwrap();
         let now = chrono::Utc::now().timestamp();
         let mut h = Header::new(Algorithm::EdDSA);

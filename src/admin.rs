@@ -46,6 +46,8 @@ pub enum KeysCommand {
 pub struct IssuersArgs {
     #[command(flatten)]
     pub database: DatabaseArgs,
+    #[command(flatten)]
+    pub egress: crate::config::EgressArgs,
     #[command(subcommand)]
     pub command: IssuersCommand,
 }
@@ -176,10 +178,14 @@ pub async fn issuers_command(args: IssuersArgs) -> ExitCode {
                 eprintln!("error: --issuer {issuer:?} is the broker's own");
                 return ExitCode::from(2);
             }
-            let http = reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .expect("an HTTP client");
+            let egress = match args.egress.check() {
+                Ok(e) => e,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let http = crate::outbound::Outbound::new(egress, crate::auth::issuers::FETCH_TIMEOUT);
             let source = if jwks.starts_with("http://") || jwks.starts_with("https://") {
                 jwks.clone()
             } else {
@@ -188,6 +194,11 @@ pub async fn issuers_command(args: IssuersArgs) -> ExitCode {
                     Err(e) => return failed(format!("--jwks {jwks}: {e}")),
                 }
             };
+            if source.starts_with("http") {
+                if let Err(e) = http.check_url(&source).await {
+                    return failed(format!("--jwks: {e}"));
+                }
+            }
             let keys = match load_jwks(&http, &source).await {
                 Ok(k) => k,
                 Err(e) => return failed(format!("--jwks: {e}")),

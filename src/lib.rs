@@ -14,6 +14,7 @@ pub mod error;
 pub mod events;
 pub mod http;
 pub mod metrics;
+pub mod outbound;
 pub mod secret_file;
 pub mod startup;
 pub mod storage;

@@ -73,7 +73,7 @@ impl Application {
             keys: crate::auth::keys::KeyStore::new(pool.clone()),
             grants: crate::auth::grants::Grants::new(
                 &grant_key,
-                crate::auth::issuers::Issuers::new(pool.clone()),
+                crate::auth::issuers::Issuers::new(pool.clone(), config.egress_allow.clone()),
             ),
             rate: crate::auth::rate::RateLimits::new(config.rate_limit, config.api_key_rate_limit),
         };
@@ -84,12 +84,20 @@ impl Application {
             pool.clone(),
             secrets.clone(),
             config.deliveries.clone(),
+            config.egress_allow.clone(),
         );
         let cache = broker.upload_cache().clone();
         let state = AppState {
             broker,
             auth: auth.clone(),
-            events: crate::events::Events::new(pool.clone(), secrets),
+            events: crate::events::Events::new(
+                pool.clone(),
+                secrets,
+                crate::outbound::Outbound::new(
+                    config.egress_allow.clone(),
+                    crate::auth::issuers::FETCH_TIMEOUT,
+                ),
+            ),
             metrics_token: config.metrics_token.clone().map(Arc::new),
         };
         let metrics = match config.metrics_listen {

@@ -29,7 +29,7 @@ flock /tmp/cargo.lock cargo build --release --locked --bin upload-broker
 psql "${DATABASE_URL%/*}/postgres" -qc "drop database if exists webhook_bench with (force)" >/dev/null
 port="$(free_port)"
 DATABASE_URL="${DATABASE_URL%/*}/webhook_bench" S3_FORCE_PATH_STYLE=true S3_KEY_PREFIX="bench/" \
-  BROKER_LISTEN="127.0.0.1:$port" BROKER_API_KEYS="bench:bench-key" RATE_LIMIT=0 \
+  BROKER_LISTEN="127.0.0.1:$port" BROKER_API_KEYS="bench:bench-key" RATE_LIMIT=0 EGRESS_ALLOW=127.0.0.0/8 \
   BROKER_TOKEN_SECRET="webhook-bench-token-secret-0123456789" SWEEP_INTERVAL=0 RUST_LOG=warn \
   "$ROOT/target/release/upload-broker" serve >"$work/broker.log" 2>&1 &
 pids+=($!)

@@ -5,7 +5,7 @@
 //! token must be checked with, and which claims it must carry.
 
 use super::issuers::Issuers;
-use crate::domain::access::{Grant, GrantLimits};
+use crate::domain::access::{check_grant_id, check_subject, Grant, GrantLimits};
 use crate::error::ApiError;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
@@ -17,8 +17,8 @@ use serde::{Deserialize, Serialize};
 pub const BROKER_ISSUER: &str = "upload-broker";
 /// The `aud` every grant must carry.
 pub const AUDIENCE: &str = "upload-broker";
-/// Clock leeway for `exp` and `nbf`.
-pub const LEEWAY_SECONDS: u64 = 30;
+/// Clock leeway for `exp`, `nbf` and `iat`.
+pub const LEEWAY_SECONDS: u64 = crate::domain::access::GRANT_LEEWAY_SECONDS;
 /// Longest life of a grant (`exp − iat`).
 pub const MAX_LIFETIME_SECONDS: i64 = 86_400;
 
@@ -37,6 +37,9 @@ struct Claims {
     tenant: Option<String>,
     #[serde(default)]
     upload: GrantLimits,
+    /// A broker grant minted with a key kept in Postgres: that key's id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    key: Option<uuid::Uuid>,
 }
 
 /// Only `iss`, read before the signature is checked, to pick the key.
@@ -65,13 +68,16 @@ impl Grants {
         }
     }
 
-    /// Mints a grant for `subject` of `tenant`, valid `ttl_seconds` from now.
+    /// Mints a grant for `subject` of `tenant`, valid `ttl_seconds` from now;
+    /// `key`: the key kept in Postgres that asks for it, whose revocation
+    /// ends the grant too.
     pub fn mint(
         &self,
         tenant: &str,
         subject: &str,
         ttl_seconds: i64,
         limits: GrantLimits,
+        key: Option<uuid::Uuid>,
     ) -> (String, DateTime<Utc>) {
         let now = Utc::now().timestamp();
         let mut id = [0u8; 16];
@@ -86,6 +92,7 @@ impl Grants {
             jti: Some(URL_SAFE_NO_PAD.encode(id)),
             tenant: Some(tenant.into()),
             upload: limits,
+            key,
         };
         let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .expect("HS256 signing does not fail");
@@ -136,11 +143,33 @@ impl Grants {
             _ => refused("not a valid grant"),
         })?;
         let c = data.claims;
-        if c.exp - c.iat > MAX_LIFETIME_SECONDS {
+        let now = Utc::now().timestamp();
+        if c.iat > now.saturating_add(LEEWAY_SECONDS as i64) {
+            return Err(refused("the grant was issued in the future"));
+        }
+        if c.exp
+            .checked_sub(c.iat)
+            .is_none_or(|life| life > MAX_LIFETIME_SECONDS)
+        {
             return Err(refused("the grant lives longer than 24 hours"));
         }
-        if c.sub.is_empty() || c.sub.chars().count() > 128 {
-            return Err(refused("the grant's subject must be 1 to 128 characters"));
+        // The rules of POST /v1/grants hold for every grant, whoever signed it.
+        if check_subject(&c.sub).is_err() {
+            return Err(refused(
+                "the grant's subject must be 1 to 128 printable characters",
+            ));
+        }
+        if c.jti.as_deref().is_some_and(|j| check_grant_id(j).is_err()) {
+            return Err(refused(
+                "the grant's jti must be 1 to 128 printable characters",
+            ));
+        }
+        let limits = c
+            .upload
+            .checked()
+            .map_err(|_| refused("the grant's upload claim breaks the rules of POST /v1/grants"))?;
+        if c.key.is_some() && tenant.is_some() {
+            return Err(refused("only the broker's own grants name a key"));
         }
         let tenant = match (tenant, c.tenant) {
             // The broker's own: the tenant it was minted for.
@@ -166,7 +195,8 @@ impl Grants {
                     .timestamp_opt(c.exp, 0)
                     .single()
                     .unwrap_or_else(Utc::now),
-                limits: c.upload,
+                limits,
+                minted_by: c.key,
             },
         ))
     }

@@ -4,6 +4,8 @@
 //! file, or an http(s) URL) periodically and when a token names an unknown `kid`.
 
 use crate::db::{self, DbError};
+use crate::domain::egress::EgressAllow;
+use crate::outbound::{describe, Outbound};
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, JwkSet, KeyAlgorithm};
 use jsonwebtoken::{Algorithm, DecodingKey};
 use sqlx::PgPool;
@@ -18,7 +20,7 @@ const JWKS_REFRESH: Duration = Duration::from_secs(300);
 /// The least time between two fetches of one issuer's keys (an unknown `kid`
 /// must not let anyone make the broker fetch on every request).
 const MIN_REFETCH: Duration = Duration::from_secs(10);
-const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+pub const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_JWKS_BYTES: usize = 1 << 20;
 
 /// A key a grant may be signed with: its algorithm comes from the key.
@@ -52,27 +54,22 @@ pub fn algorithm_of(jwk: &Jwk) -> Option<Algorithm> {
     }
 }
 
-/// Reads a JWKS from a file or an http(s) URL, and checks that every key in it
-/// is one grants can use.
-pub async fn load_jwks(http: &reqwest::Client, source: &str) -> Result<serde_json::Value, String> {
-    let text = if source.starts_with("https://") || source.starts_with("http://") {
-        let res = http
-            .get(source)
-            .timeout(FETCH_TIMEOUT)
-            .send()
+/// Reads a JWKS from a file or a URL, and checks that every key in it is one
+/// grants can use. A URL keeps to the outbound policy: `https://` to a public
+/// address (or one in `EGRESS_ALLOW`), `http://` only to addresses in
+/// `EGRESS_ALLOW`; the answer is read as it comes, up to 1 MiB and within 5 s.
+pub async fn load_jwks(outbound: &Outbound, source: &str) -> Result<serde_json::Value, String> {
+    let text = if source.starts_with("https://") {
+        let request = outbound
+            .request(reqwest::Method::GET, source)
+            .map_err(|e| format!("the JWKS URL is refused: {e}"))?;
+        fetch(request).await?
+    } else if source.starts_with("http://") {
+        let client = outbound
+            .listed_only(source, FETCH_TIMEOUT)
             .await
-            .map_err(|e| format!("could not fetch the JWKS: {}", e.without_url()))?;
-        if !res.status().is_success() {
-            return Err(format!("fetching the JWKS answered {}", res.status()));
-        }
-        let bytes = res
-            .bytes()
-            .await
-            .map_err(|e| format!("could not read the JWKS: {}", e.without_url()))?;
-        if bytes.len() > MAX_JWKS_BYTES {
-            return Err("the JWKS is over 1 MiB".into());
-        }
-        String::from_utf8_lossy(&bytes).into_owned()
+            .map_err(|e| format!("the JWKS URL is refused: {e}"))?;
+        fetch(client.get(source)).await?
     } else {
         tokio::fs::read_to_string(source)
             .await
@@ -94,6 +91,40 @@ pub async fn load_jwks(http: &reqwest::Client, source: &str) -> Result<serde_jso
         }
     }
     Ok(value)
+}
+
+/// GETs a JWKS, reading at most [`MAX_JWKS_BYTES`] of it as it arrives.
+async fn fetch(request: reqwest::RequestBuilder) -> Result<String, String> {
+    let mut res = request
+        .timeout(FETCH_TIMEOUT)
+        .send()
+        .await
+        .map_err(|e| format!("could not fetch the JWKS: {}", describe(&e)))?;
+    if !res.status().is_success() {
+        return Err(format!(
+            "fetching the JWKS answered {}",
+            res.status().as_u16()
+        ));
+    }
+    let too_large = || "the JWKS is over 1 MiB".to_string();
+    if res
+        .content_length()
+        .is_some_and(|n| n > MAX_JWKS_BYTES as u64)
+    {
+        return Err(too_large());
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = res
+        .chunk()
+        .await
+        .map_err(|e| format!("could not read the JWKS: {}", describe(&e)))?
+    {
+        if body.len() + chunk.len() > MAX_JWKS_BYTES {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    String::from_utf8(body).map_err(|_| "the JWKS is not UTF-8".to_string())
 }
 
 /// A registered issuer's keys, decoded once per fetch.
@@ -120,7 +151,7 @@ fn decoded(keys: &JwkSet) -> Vec<(Option<String>, DecodingKey, Algorithm)> {
 
 pub struct Issuers {
     db: PgPool,
-    http: reqwest::Client,
+    http: Outbound,
     /// Known issuers. Never held across I/O: a slow JWKS source must not hold
     /// up the other tenants' grants.
     cache: Mutex<HashMap<String, Entry>>,
@@ -129,13 +160,10 @@ pub struct Issuers {
 }
 
 impl Issuers {
-    pub fn new(db: PgPool) -> Self {
+    pub fn new(db: PgPool, egress: EgressAllow) -> Self {
         Self {
             db,
-            http: reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .expect("an HTTP client"),
+            http: Outbound::new(egress, FETCH_TIMEOUT),
             cache: Mutex::default(),
             unknown: Mutex::default(),
         }

@@ -73,6 +73,8 @@ type Found = Option<(Uuid, String)>;
 pub struct KeyStore {
     db: PgPool,
     cache: Mutex<HashMap<[u8; 32], (Found, Instant)>>,
+    /// Whether a key that minted grants is still active, by id.
+    active: Mutex<HashMap<Uuid, (bool, Instant)>>,
     touched: Mutex<HashMap<Uuid, Instant>>,
 }
 
@@ -81,6 +83,7 @@ impl KeyStore {
         Self {
             db,
             cache: Mutex::default(),
+            active: Mutex::default(),
             touched: Mutex::default(),
         }
     }
@@ -105,6 +108,24 @@ impl KeyStore {
             self.note_use(*id);
         }
         Ok(found)
+    }
+
+    /// Whether the key `id` is still active (not revoked), trusted for
+    /// [`KEY_CACHE_TTL`] like a lookup: a revocation stops its grants on every
+    /// instance as soon as it stops the key.
+    pub async fn is_active(&self, id: Uuid) -> Result<bool, DbError> {
+        if let Some((active, at)) = self.active.lock().unwrap().get(&id) {
+            if at.elapsed() < KEY_CACHE_TTL {
+                return Ok(*active);
+            }
+        }
+        let active = db::api_key_active(&self.db, id).await?;
+        let mut cache = self.active.lock().unwrap();
+        if cache.len() > 100_000 {
+            cache.clear();
+        }
+        cache.insert(id, (active, Instant::now()));
+        Ok(active)
     }
 
     /// Records `last used` at most once a minute per key per instance, in the

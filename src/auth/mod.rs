@@ -22,9 +22,18 @@ impl Authenticator {
     pub async fn authenticate(&self, credential: &str) -> Result<Access, ApiError> {
         if grants::looks_like_jwt(credential) {
             let (tenant, grant) = self.grants.verify(credential).await?;
+            // A grant minted with a key kept in Postgres dies with the key.
+            if let Some(key) = grant.minted_by {
+                if !self.keys.is_active(key).await? {
+                    return Err(ApiError::UnauthorizedBecause(
+                        "the API key that minted this grant has been revoked",
+                    ));
+                }
+            }
             self.rate.check_subject(&tenant, &grant.subject)?;
             return Ok(Access {
                 tenant,
+                key: None,
                 grant: Some(grant),
             });
         }
@@ -36,7 +45,7 @@ impl Authenticator {
         if credential.starts_with(keys::KEY_PREFIX) {
             if let Some((id, tenant)) = self.keys.lookup(credential).await? {
                 self.rate.check_key(|| id.to_string())?;
-                return Ok(Access::api_key(tenant));
+                return Ok(Access::stored_key(tenant, id));
             }
         }
         Err(ApiError::Unauthorized)

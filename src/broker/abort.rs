@@ -15,8 +15,13 @@ impl Broker {
     }
 
     pub(super) async fn abort_inner(&self, access: &Access, r: &UploadRef) -> Result<(), ApiError> {
+        let mut first = true;
         loop {
-            let upload = self.load_ref(access, r).await?;
+            let upload = if std::mem::take(&mut first) {
+                self.load_ref(access, r).await?
+            } else {
+                self.load_ref_again(access, r).await?
+            };
             match upload.on_abort() {
                 OnAbort::Refuse(r) => return Err(r.into()),
                 OnAbort::Repeat => {

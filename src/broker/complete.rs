@@ -33,8 +33,13 @@ impl Broker {
             CompleteWith::Listed(c) => c.as_deref().unwrap_or_default(),
             CompleteWith::Given(c) => c.as_slice(),
         };
+        let mut first = true;
         loop {
-            let upload = self.load_ref(access, r).await?;
+            let upload = if std::mem::take(&mut first) {
+                self.load_ref(access, r).await?
+            } else {
+                self.load_ref_again(access, r).await?
+            };
             match upload.on_complete(Self::now()) {
                 OnComplete::Done => return Ok(upload),
                 OnComplete::Refuse(r) => return Err(r.into()),

@@ -192,11 +192,31 @@ impl Broker {
     /// The upload a reference names, if the caller may see it: 404 otherwise,
     /// exactly as for one that does not exist. Expired uploads answer 410.
     pub async fn load_ref(&self, access: &Access, r: &UploadRef) -> Result<Upload, ApiError> {
+        self.load_noting(access, r, true).await
+    }
+
+    /// As [`Broker::load_ref`], for a caller that loaded the upload before in
+    /// this request (a completion waiting for another's outcome): the request's
+    /// log line names the upload once.
+    pub(super) async fn load_ref_again(
+        &self,
+        access: &Access,
+        r: &UploadRef,
+    ) -> Result<Upload, ApiError> {
+        self.load_noting(access, r, false).await
+    }
+
+    async fn load_noting(
+        &self,
+        access: &Access,
+        r: &UploadRef,
+        note: bool,
+    ) -> Result<Upload, ApiError> {
         let upload = self
             .fetch(self.named(r)?)
             .await?
             .ok_or(ApiError::NotFound)?;
-        self.admit(access, r, &upload)?;
+        self.admit(access, r, &upload, note)?;
         Ok(upload)
     }
 
@@ -219,12 +239,12 @@ impl Broker {
             None => {
                 let epoch = cache.epoch();
                 let u = self.fetch(named).await?.ok_or(ApiError::NotFound)?;
-                self.admit(access, r, &u)?;
+                self.admit(access, r, &u, true)?;
                 cache.fill(epoch, &u);
                 return Ok(Arc::new(u));
             }
         };
-        self.admit(access, r, &upload)?;
+        self.admit(access, r, &upload, true)?;
         Ok(upload)
     }
 
@@ -258,7 +278,14 @@ impl Broker {
 
     /// Whether the caller may see the upload a reference found: 404 when not;
     /// 410 when it expired.
-    fn admit(&self, access: &Access, r: &UploadRef, upload: &Upload) -> Result<(), ApiError> {
+    /// `note`: name the upload in the request's log line (once per request).
+    fn admit(
+        &self,
+        access: &Access,
+        r: &UploadRef,
+        upload: &Upload,
+        note: bool,
+    ) -> Result<(), ApiError> {
         let named = match r {
             // Tokens are only ever handed out for native uploads.
             UploadRef::Token(_) => upload.origin == Origin::Native,
@@ -274,7 +301,9 @@ impl Broker {
         if !named || !access.sees(upload) {
             return Err(ApiError::NotFound);
         }
-        tracing::Span::current().record("upload_id", tracing::field::display(upload.id));
+        if note {
+            tracing::Span::current().record("upload_id", tracing::field::display(upload.id));
+        }
         if upload.is_expired(Self::now()) {
             return Err(ApiError::Expired(EXPIRED_MESSAGE));
         }

@@ -154,10 +154,31 @@ pub struct WebhookTuning {
     #[arg(long, env = "WEBHOOK_CONCURRENCY", value_name = "WEBHOOK_CONCURRENCY", default_value_t = 16,
           value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub webhook_concurrency: u16,
+
+    /// Most deliveries in flight at once per instance for one tenant's
+    /// endpoints (default: a quarter of WEBHOOK_CONCURRENCY, at least 1), so a
+    /// tenant whose receivers hang cannot hold up the others'.
+    #[arg(long, env = "WEBHOOK_TENANT_CONCURRENCY", value_name = "WEBHOOK_TENANT_CONCURRENCY",
+          value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub webhook_tenant_concurrency: Option<u16>,
+
+    /// Most deliveries in flight at once per instance for one endpoint
+    /// (default: half the tenant's, at least 1).
+    #[arg(long, env = "WEBHOOK_ENDPOINT_CONCURRENCY", value_name = "WEBHOOK_ENDPOINT_CONCURRENCY",
+          value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub webhook_endpoint_concurrency: Option<u16>,
 }
 
 impl WebhookTuning {
     pub fn settings(&self) -> crate::events::deliver::DeliverySettings {
+        use crate::events::deliver::DeliverySettings as D;
+        let concurrency = self.webhook_concurrency as usize;
+        let per_tenant = self
+            .webhook_tenant_concurrency
+            .map_or_else(|| D::default_per_tenant(concurrency), usize::from);
+        let per_endpoint = self
+            .webhook_endpoint_concurrency
+            .map_or_else(|| D::default_per_endpoint(per_tenant), usize::from);
         crate::events::deliver::DeliverySettings {
             timeout: self.webhook_timeout,
             retry: crate::domain::event::RetryPolicy {
@@ -166,7 +187,9 @@ impl WebhookTuning {
                 give_up_after: self.webhook_retry_for,
             },
             poll: self.webhook_poll,
-            concurrency: self.webhook_concurrency as usize,
+            concurrency,
+            per_tenant,
+            per_endpoint,
         }
     }
 }
@@ -200,11 +223,36 @@ pub struct SweepArgs {
     pub older_than: Duration,
 }
 
+/// Where the broker may connect on a tenant's behalf (webhooks, JWKS).
+#[derive(Debug, Clone, Args)]
+pub struct EgressArgs {
+    /// Comma-separated CIDRs the broker may reach although they are not public
+    /// (loopback, private, link-local…): for webhook receivers and JWKS sources
+    /// on your own network. Default: none, only public addresses.
+    #[arg(
+        long,
+        env = "EGRESS_ALLOW",
+        value_name = "EGRESS_ALLOW",
+        default_value = ""
+    )]
+    pub egress_allow: String,
+}
+
+impl EgressArgs {
+    pub fn check(&self) -> Result<crate::domain::egress::EgressAllow, ConfigError> {
+        crate::domain::egress::EgressAllow::parse(&self.egress_allow)
+            .map_err(|e| cfg_err("EGRESS_ALLOW", e))
+    }
+}
+
 /// Everything `serve` needs.
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
     #[command(flatten)]
     pub database: DatabaseArgs,
+
+    #[command(flatten)]
+    pub egress: EgressArgs,
 
     #[command(flatten)]
     pub storage: StorageArgs,

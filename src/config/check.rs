@@ -105,6 +105,14 @@ impl ServeArgs {
         if w.webhook_poll < Duration::from_millis(10) {
             return Err(cfg_err("WEBHOOK_POLL", "must be at least 10ms"));
         }
+        if w.webhook_tenant_concurrency
+            .is_some_and(|t| t > w.webhook_concurrency)
+        {
+            return Err(cfg_err(
+                "WEBHOOK_TENANT_CONCURRENCY",
+                "must be at most WEBHOOK_CONCURRENCY (below it, so that one tenant cannot take every slot)",
+            ));
+        }
         if self.header_timeout < Duration::from_secs(1) {
             return Err(cfg_err("BROKER_HEADER_TIMEOUT", "must be at least 1s"));
         }
@@ -200,6 +208,7 @@ impl ServeArgs {
             sweep: self.sweep.settings(&storage.key_prefix),
             deliveries: self.webhooks.settings(),
             r2_sha256_checksums: self.storage.r2_allow_sha256_checksums,
+            egress_allow: self.egress.check()?,
             storage,
         })
     }

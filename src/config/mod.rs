@@ -148,6 +148,8 @@ pub struct Config {
     pub sweep: SweepSettings,
     /// With `STORAGE_PROVIDER=r2`: sign parts with SHA-256 checksums anyway.
     pub r2_sha256_checksums: bool,
+    /// Non-public networks the broker may reach for tenants (EGRESS_ALLOW).
+    pub egress_allow: crate::domain::egress::EgressAllow,
     /// How webhooks are delivered.
     pub deliveries: crate::events::deliver::DeliverySettings,
 }

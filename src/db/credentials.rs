@@ -106,13 +106,15 @@ pub async fn insert_within_quotas(
     Ok(Ok(()))
 }
 
-/// Forgets the upload counts of grants that have expired.
+/// Forgets the upload counts of grants that can no longer be used: expired
+/// longer ago than the leeway grants are accepted with (and a minute more).
 pub async fn delete_expired_grant_uses(
     db: impl PgExecutor<'_>,
     now: DateTime<Utc>,
 ) -> Result<u64, DbError> {
+    let grace = chrono::Duration::seconds(crate::domain::access::GRANT_LEEWAY_SECONDS as i64 + 60);
     let r = sqlx::query("delete from grant_uses where expires_at < $1")
-        .bind(now)
+        .bind(now - grace)
         .execute(db)
         .await?;
     Ok(r.rows_affected())
@@ -162,6 +164,17 @@ pub async fn api_key_by_hash(
         .fetch_optional(db)
         .await?,
     )
+}
+
+/// Whether the key `id` exists and is not revoked (grants minted by a key
+/// die with it).
+pub async fn api_key_active(db: impl PgExecutor<'_>, id: Uuid) -> Result<bool, DbError> {
+    Ok(sqlx::query_scalar::<_, bool>(
+        "select exists (select 1 from api_keys where id = $1 and revoked_at is null)",
+    )
+    .bind(id)
+    .fetch_one(db)
+    .await?)
 }
 
 /// Notes a key's use, at most once a minute (not a write per request).

@@ -122,12 +122,22 @@ pub struct WebhookRow {
 }
 
 /// Adds an endpoint unless the tenant has `max` already (`Ok(false)`).
+/// Adds an endpoint unless the tenant has `max` already: the count and the
+/// insert run under the tenant's webhook lock, so concurrent creates never
+/// pass the quota together.
 pub async fn insert_webhook(
-    db: impl PgExecutor<'_>,
+    pool: &sqlx::PgPool,
     w: &WebhookRow,
     sealed_secret: &[u8],
     max: i64,
 ) -> Result<bool, DbError> {
+    let mut tx = pool.begin().await?;
+    sqlx::query(
+        "select pg_advisory_xact_lock(hashtextextended('upload-broker/webhooks/' || $1, 0))",
+    )
+    .bind(&w.tenant)
+    .execute(&mut *tx)
+    .await?;
     let r = sqlx::query(
         "insert into webhooks (id, tenant, url, event_types, secret, created_at) \
          select $1, $2, $3, $4, $5, $6 \
@@ -140,8 +150,9 @@ pub async fn insert_webhook(
     .bind(sealed_secret)
     .bind(w.created_at)
     .bind(max)
-    .execute(db)
+    .execute(&mut *tx)
     .await?;
+    tx.commit().await?;
     Ok(r.rows_affected() == 1)
 }
 
@@ -217,29 +228,69 @@ impl DueDelivery {
     }
 }
 
+/// What this worker has in flight, and how much of its slots one tenant and
+/// one endpoint may hold: the claim gives a tenant or an endpoint at its cap
+/// nothing more.
+#[derive(Debug, Clone, Default)]
+pub struct Busy {
+    pub tenants: Vec<(String, i64)>,
+    pub endpoints: Vec<(Uuid, i64)>,
+    pub per_tenant: i64,
+    pub per_endpoint: i64,
+}
+
 /// Takes up to `limit` due deliveries, each the earliest pending one of its
 /// upload for its endpoint (so an upload's events arrive in order), skipping
-/// rows another worker is taking. Each gets a fresh claim and a lease: until
+/// rows another worker is taking. Fair between tenants: no endpoint gets more
+/// than `busy.per_endpoint` slots nor a tenant more than `busy.per_tenant`
+/// (counting what is already in flight), and the slots go round: each
+/// tenant's first waiting delivery (the tenant waiting longest first), then
+/// each one's second, and so on. Each gets a fresh claim and a lease: until
 /// `lease` has passed nobody else takes it; a worker that dies mid-attempt
-/// leaves it to be taken again then.
+/// leaves it to be taken again then. The choice is made on a snapshot; the
+/// rows are then locked with their due condition checked again on their
+/// latest version, so a delivery another worker claimed meanwhile is skipped.
 pub async fn claim_deliveries(
     db: impl PgExecutor<'_>,
     limit: i64,
     lease: Duration,
+    busy: &Busy,
 ) -> Result<Vec<DueDelivery>, DbError> {
+    let (tenants, tenant_n): (Vec<&str>, Vec<i64>) =
+        busy.tenants.iter().map(|(t, n)| (t.as_str(), *n)).unzip();
+    let (endpoints, endpoint_n): (Vec<Uuid>, Vec<i64>) = busy.endpoints.iter().copied().unzip();
     Ok(sqlx::query_as::<_, DueDelivery>(
-        "with due as ( \
-           select d.webhook_id, d.event_seq from deliveries d \
+        "with busy_t as (select * from unnest($3::text[], $4::int8[]) as b(tenant, n)), \
+         busy_w as (select * from unnest($5::uuid[], $6::int8[]) as b(webhook_id, n)), \
+         due as ( \
+           select d.webhook_id, d.event_seq, d.next_attempt_at, w.tenant from deliveries d \
+           join webhooks w on w.id = d.webhook_id \
            where d.status = 'pending' and d.next_attempt_at <= now() \
              and not exists (select 1 from deliveries p \
                              where p.webhook_id = d.webhook_id and p.upload_id = d.upload_id \
-                               and p.status = 'pending' and p.event_seq < d.event_seq) \
-           order by d.next_attempt_at, d.event_seq limit $1 \
+                               and p.status = 'pending' and p.event_seq < d.event_seq)), \
+         per_endpoint as ( \
+           select due.*, coalesce(bw.n, 0) + row_number() over ( \
+               partition by due.webhook_id order by due.next_attempt_at, due.event_seq) as slot \
+           from due left join busy_w bw on bw.webhook_id = due.webhook_id), \
+         per_tenant as ( \
+           select e.webhook_id, e.event_seq, e.tenant, coalesce(bt.n, 0) + row_number() over ( \
+               partition by e.tenant order by e.next_attempt_at, e.event_seq) as slot, \
+             min(e.next_attempt_at) over (partition by e.tenant) as waiting_since \
+           from per_endpoint e left join busy_t bt on bt.tenant = e.tenant \
+           where e.slot <= $7), \
+         picked as ( \
+           select webhook_id, event_seq from per_tenant where slot <= $8 \
+           order by slot, waiting_since, tenant limit $1), \
+         locked as ( \
+           select d.webhook_id, d.event_seq from deliveries d \
+           join picked p on p.webhook_id = d.webhook_id and p.event_seq = d.event_seq \
+           where d.status = 'pending' and d.next_attempt_at <= now() \
            for update of d skip locked), \
          taken as ( \
            update deliveries d set claim = gen_random_uuid(), attempts = d.attempts + 1, \
              last_attempt_at = now(), next_attempt_at = now() + make_interval(secs => $2) \
-           from due where d.webhook_id = due.webhook_id and d.event_seq = due.event_seq \
+           from locked where d.webhook_id = locked.webhook_id and d.event_seq = locked.event_seq \
            returning d.webhook_id, d.event_seq, d.claim, d.attempts) \
          select t.webhook_id, t.event_seq, t.claim, t.attempts, w.tenant, w.url, w.secret, \
            e.id as event_id, e.type, e.data, e.created_at as event_at \
@@ -247,6 +298,12 @@ pub async fn claim_deliveries(
     )
     .bind(limit)
     .bind(lease.as_secs_f64())
+    .bind(&tenants)
+    .bind(&tenant_n)
+    .bind(&endpoints)
+    .bind(&endpoint_n)
+    .bind(busy.per_endpoint)
+    .bind(busy.per_tenant)
     .fetch_all(db)
     .await?)
 }

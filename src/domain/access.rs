@@ -2,7 +2,7 @@
 //! upload of the tenant; an upload grant sees only its subject's uploads and is
 //! held to its limits. Pure rules, no I/O.
 
-use super::request::{ContentType, Metadata};
+use super::request::{ContentType, FieldError, Metadata};
 use super::upload::Upload;
 use std::collections::BTreeMap;
 
@@ -27,6 +27,73 @@ pub struct GrantLimits {
     pub allow_download: bool,
 }
 
+/// Clock leeway of grants: a grant is accepted this long past its `exp`, so
+/// what is counted against it (`maxUploads`) is kept at least as long.
+pub const GRANT_LEEWAY_SECONDS: u64 = 30;
+
+/// Longest subject and grant id, in characters.
+pub const MAX_SUBJECT_CHARS: usize = 128;
+
+/// A grant's subject: 1 to 128 characters, none of them a control character.
+/// The rule of `POST /v1/grants`, and of every grant a tenant signs.
+pub fn check_subject(subject: &str) -> Result<(), FieldError> {
+    check_name("subject", subject)
+}
+
+/// A grant's id (`jti`): the same rule as a subject.
+pub fn check_grant_id(id: &str) -> Result<(), FieldError> {
+    check_name("jti", id)
+}
+
+fn check_name(field: &'static str, s: &str) -> Result<(), FieldError> {
+    if s.is_empty() || s.chars().count() > MAX_SUBJECT_CHARS || s.chars().any(char::is_control) {
+        return Err(FieldError {
+            field,
+            reason: format!("must be 1 to {MAX_SUBJECT_CHARS} printable characters"),
+        });
+    }
+    Ok(())
+}
+
+impl GrantLimits {
+    /// The limits as a grant may carry them, whoever signed it: sizes and counts
+    /// at least 1, content types that are MIME types or whole types, metadata
+    /// under the rules of any upload's (keys, 2 KiB in all).
+    pub fn checked(mut self) -> Result<Self, FieldError> {
+        let bad = |field: &'static str, reason: String| FieldError { field, reason };
+        if self.max_upload_size == Some(0) {
+            return Err(bad("maxUploadSize", "must be at least 1".into()));
+        }
+        if self.max_uploads == Some(0) {
+            return Err(bad("maxUploads", "must be at least 1".into()));
+        }
+        if let Some(types) = &self.content_types {
+            if types.is_empty() {
+                return Err(bad(
+                    "contentTypes",
+                    "list at least one, or leave it out".into(),
+                ));
+            }
+            for t in types {
+                let ok = t == "*/*"
+                    || match t.strip_suffix("/*") {
+                        Some(kind) => ContentType::parse(Some(format!("{kind}/x"))).is_ok(),
+                        None => ContentType::parse(Some(t.clone())).is_ok(),
+                    };
+                if !ok {
+                    return Err(bad("contentTypes", format!(
+                        "{t:?} is not a MIME type (such as video/mp4) or a whole type (such as image/*)"
+                    )));
+                }
+            }
+        }
+        self.metadata = Metadata::parse(Some(std::mem::take(&mut self.metadata)))?
+            .as_map()
+            .clone();
+        Ok(self)
+    }
+}
+
 /// A verified grant: whose, which, until when, and its limits.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Grant {
@@ -35,12 +102,18 @@ pub struct Grant {
     pub id: String,
     pub expires_at: chrono::DateTime<chrono::Utc>,
     pub limits: GrantLimits,
+    /// The API key kept in Postgres that minted it (a broker grant's `key`
+    /// claim): the grant is refused once that key is revoked.
+    pub minted_by: Option<uuid::Uuid>,
 }
 
 /// The caller: a tenant, through an API key or through a grant.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Access {
     pub tenant: String,
+    /// The API key kept in Postgres the caller presented (`None` for a
+    /// configured key and for a grant).
+    pub key: Option<uuid::Uuid>,
     pub grant: Option<Grant>,
 }
 
@@ -59,7 +132,16 @@ impl Access {
     pub fn api_key(tenant: impl Into<String>) -> Self {
         Self {
             tenant: tenant.into(),
+            key: None,
             grant: None,
+        }
+    }
+
+    /// A caller with the key `id` kept in Postgres.
+    pub fn stored_key(tenant: impl Into<String>, id: uuid::Uuid) -> Self {
+        Self {
+            key: Some(id),
+            ..Self::api_key(tenant)
         }
     }
 
@@ -155,17 +237,62 @@ mod tests {
     fn grant(limits: GrantLimits) -> Access {
         Access {
             tenant: "t".into(),
+            key: None,
             grant: Some(Grant {
                 subject: "user-42".into(),
                 id: "g1".into(),
                 expires_at: chrono::Utc::now(),
                 limits,
+                minted_by: None,
             }),
         }
     }
 
     fn ct(s: &str) -> ContentType {
         ContentType::parse(Some(s.into())).unwrap()
+    }
+
+    #[test]
+    fn grant_claims_keep_the_rules_of_minting() {
+        assert!(check_subject("user-42").is_ok());
+        for bad in ["", "a\0b", "tab\there", &"x".repeat(129)] {
+            assert!(check_subject(bad).is_err(), "{bad:?}");
+            assert!(check_grant_id(bad).is_err(), "{bad:?}");
+        }
+        let ok = GrantLimits {
+            content_types: Some(vec!["image/*".into(), "video/mp4".into()]),
+            metadata: [("user-id".to_string(), "42".to_string())].into(),
+            ..Default::default()
+        };
+        assert_eq!(ok.clone().checked().unwrap(), ok);
+        for bad in [
+            GrantLimits {
+                max_upload_size: Some(0),
+                ..Default::default()
+            },
+            GrantLimits {
+                max_uploads: Some(0),
+                ..Default::default()
+            },
+            GrantLimits {
+                content_types: Some(vec![]),
+                ..Default::default()
+            },
+            GrantLimits {
+                content_types: Some(vec!["not a type".into()]),
+                ..Default::default()
+            },
+            GrantLimits {
+                metadata: [("Bad Key".to_string(), "v".to_string())].into(),
+                ..Default::default()
+            },
+            GrantLimits {
+                metadata: [("k".to_string(), "v".repeat(5000))].into(),
+                ..Default::default()
+            },
+        ] {
+            assert!(bad.clone().checked().is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 pub mod access;
 pub mod checksum;
+pub mod egress;
 pub mod event;
 pub mod object_key;
 pub mod part_plan;

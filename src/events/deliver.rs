@@ -6,13 +6,17 @@
 //! be taken again when their leases run out: at least once, never lost.
 
 use super::secret::SecretBox;
-use crate::db::{self, Attempted, DueDelivery};
+use crate::db::{self, Attempted, Busy, DueDelivery};
+use crate::domain::egress::EgressAllow;
 use crate::domain::event::{AfterFailure, RetryPolicy};
+use crate::outbound::Outbound;
 use chrono::Utc;
 use sqlx::PgPool;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Semaphore;
+use uuid::Uuid;
 
 /// How deliveries are made.
 #[derive(Debug, Clone)]
@@ -25,6 +29,11 @@ pub struct DeliverySettings {
     pub poll: Duration,
     /// Most attempts in flight at once in this process.
     pub concurrency: usize,
+    /// Most of them for one tenant's endpoints, and for one endpoint: a tenant
+    /// whose receivers hang holds these and no more, so other tenants'
+    /// deliveries always find a slot.
+    pub per_tenant: usize,
+    pub per_endpoint: usize,
 }
 
 impl Default for DeliverySettings {
@@ -34,11 +43,23 @@ impl Default for DeliverySettings {
             retry: RetryPolicy::default(),
             poll: Duration::from_secs(1),
             concurrency: 16,
+            per_tenant: 4,
+            per_endpoint: 2,
         }
     }
 }
 
 impl DeliverySettings {
+    /// The default share of one tenant: a quarter of the slots (at least one).
+    pub fn default_per_tenant(concurrency: usize) -> usize {
+        (concurrency / 4).max(1)
+    }
+
+    /// The default share of one endpoint: half its tenant's (at least one).
+    pub fn default_per_endpoint(per_tenant: usize) -> usize {
+        (per_tenant / 2).max(1)
+    }
+
     /// A claim outlives the longest attempt with room to record it.
     pub fn lease(&self) -> Duration {
         self.timeout + Duration::from_secs(5)
@@ -48,28 +69,86 @@ impl DeliverySettings {
 /// Most of a receiver's answer that is read (the rest is dropped unread).
 const MAX_RESPONSE_BYTES: usize = 64 * 1024;
 
+/// What this process has in flight, per tenant and per endpoint.
+#[derive(Default)]
+struct InFlight {
+    tenants: HashMap<String, i64>,
+    endpoints: HashMap<Uuid, i64>,
+}
+
+/// One delivery in flight; its slot is given back when this is dropped.
+struct Slot {
+    inflight: Arc<Mutex<InFlight>>,
+    tenant: String,
+    endpoint: Uuid,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut f = self.inflight.lock().unwrap();
+        if let Some(n) = f.tenants.get_mut(&self.tenant) {
+            *n -= 1;
+            if *n <= 0 {
+                f.tenants.remove(&self.tenant);
+            }
+        }
+        if let Some(n) = f.endpoints.get_mut(&self.endpoint) {
+            *n -= 1;
+            if *n <= 0 {
+                f.endpoints.remove(&self.endpoint);
+            }
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct Deliverer {
     db: PgPool,
-    http: reqwest::Client,
+    /// Keeps to the outbound policy: a receiver's host must be public or in
+    /// `EGRESS_ALLOW`, checked on the addresses connected to.
+    http: Outbound,
     secrets: SecretBox,
     settings: DeliverySettings,
+    inflight: Arc<Mutex<InFlight>>,
 }
 
 impl Deliverer {
-    pub fn new(db: PgPool, secrets: SecretBox, settings: DeliverySettings) -> Self {
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(settings.timeout)
-            .connect_timeout(settings.timeout)
-            .user_agent(concat!("upload-broker/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .expect("the webhook HTTP client builds");
+    pub fn new(
+        db: PgPool,
+        secrets: SecretBox,
+        settings: DeliverySettings,
+        egress: EgressAllow,
+    ) -> Self {
+        let http = Outbound::new(egress, settings.timeout);
         Self {
             db,
             http,
             secrets,
             settings,
+            inflight: Arc::default(),
+        }
+    }
+
+    /// What is in flight now, and the caps, for the claim.
+    fn busy(&self) -> Busy {
+        let f = self.inflight.lock().unwrap();
+        Busy {
+            tenants: f.tenants.iter().map(|(t, n)| (t.clone(), *n)).collect(),
+            endpoints: f.endpoints.iter().map(|(e, n)| (*e, *n)).collect(),
+            per_tenant: self.settings.per_tenant.max(1) as i64,
+            per_endpoint: self.settings.per_endpoint.max(1) as i64,
+        }
+    }
+
+    /// Counts a claimed delivery in flight until its slot is dropped.
+    fn hold(&self, d: &DueDelivery) -> Slot {
+        let mut f = self.inflight.lock().unwrap();
+        *f.tenants.entry(d.tenant.clone()).or_default() += 1;
+        *f.endpoints.entry(d.webhook_id).or_default() += 1;
+        Slot {
+            inflight: self.inflight.clone(),
+            tenant: d.tenant.clone(),
+            endpoint: d.webhook_id,
         }
     }
 
@@ -81,7 +160,14 @@ impl Deliverer {
         loop {
             let free = slots.available_permits();
             let taken = if free > 0 {
-                match db::claim_deliveries(&self.db, free as i64, self.settings.lease()).await {
+                match db::claim_deliveries(
+                    &self.db,
+                    free as i64,
+                    self.settings.lease(),
+                    &self.busy(),
+                )
+                .await
+                {
                     Ok(t) => t,
                     Err(e) => {
                         tracing::warn!(error = %e, "could not look for due webhook deliveries");
@@ -94,9 +180,11 @@ impl Deliverer {
             let full = free > 0 && taken.len() == free;
             for d in taken {
                 let permit = slots.clone().acquire_owned().await.expect("never closed");
+                let slot = self.hold(&d);
                 let this = self.clone();
                 tokio::spawn(async move {
                     this.attempt(d).await;
+                    drop(slot);
                     drop(permit);
                     // An upload's next event may be due now.
                     super::wake();
@@ -195,9 +283,12 @@ impl Deliverer {
         let body = serde_json::to_vec(&event).expect("events serialize");
         let timestamp = Utc::now().timestamp();
         let signature = secret.sign(&event.id, timestamp, &body);
-        let sent = self
-            .http
-            .post(&d.url)
+        let request = match self.http.request(reqwest::Method::POST, &d.url) {
+            Ok(r) => r,
+            // No connection is made.
+            Err(e) => return (None, Some(e.to_string())),
+        };
+        let sent = request
             .header(http::header::CONTENT_TYPE, "application/json")
             .header("webhook-id", &event.id)
             .header("webhook-timestamp", timestamp.to_string())
@@ -207,7 +298,7 @@ impl Deliverer {
             .await;
         let mut res = match sent {
             Ok(r) => r,
-            Err(e) => return (None, Some(describe(&e))),
+            Err(e) => return (None, Some(crate::outbound::describe(&e))),
         };
         let status = res.status();
         // Read a little of the answer (so the connection can be reused), never all of it.
@@ -226,31 +317,5 @@ impl Deliverer {
                 Some(format!("the receiver answered {}", status.as_u16())),
             )
         }
-    }
-}
-
-/// What went wrong with a request, without its URL.
-fn describe(e: &reqwest::Error) -> String {
-    let what = if e.is_timeout() {
-        "timed out"
-    } else if e.is_connect() {
-        "could not connect"
-    } else if e.is_redirect() {
-        "redirected"
-    } else if e.is_body() || e.is_decode() {
-        "the answer broke off"
-    } else {
-        "the request failed"
-    };
-    let mut cause = String::new();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        cause = s.to_string();
-        source = s.source();
-    }
-    if cause.is_empty() {
-        what.to_string()
-    } else {
-        format!("{what}: {cause}")
     }
 }

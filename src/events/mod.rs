@@ -51,6 +51,7 @@ pub fn secret_box(tokens: &TokenKey) -> SecretBox {
 pub struct Events {
     db: PgPool,
     secrets: SecretBox,
+    outbound: crate::outbound::Outbound,
 }
 
 /// A webhook endpoint's public id: `wh_` and 32 hex digits.
@@ -137,8 +138,12 @@ pub struct FeedPage {
 }
 
 impl Events {
-    pub fn new(db: PgPool, secrets: SecretBox) -> Self {
-        Self { db, secrets }
+    pub fn new(db: PgPool, secrets: SecretBox, outbound: crate::outbound::Outbound) -> Self {
+        Self {
+            db,
+            secrets,
+            outbound,
+        }
     }
 
     /// Registers an endpoint; its secret is returned here and never again.
@@ -150,6 +155,11 @@ impl Events {
     ) -> Result<(WebhookRow, WebhookSecret), ApiError> {
         access.require_api_key("manage webhooks")?;
         let url = check_url(url)?;
+        // The outbound policy, now as at every delivery.
+        self.outbound
+            .check_url(&url)
+            .await
+            .map_err(|e| ApiError::InvalidRequest(format!("url: {e}")))?;
         let types = check_event_types(event_types)?;
         let row = WebhookRow {
             id: Uuid::now_v7(),

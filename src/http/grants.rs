@@ -5,8 +5,7 @@ use super::openapi::{BodyErrors, CallerErrors, ErrorBody};
 use super::resources::rfc3339;
 use super::AppState;
 use crate::auth::grants::MAX_LIFETIME_SECONDS;
-use crate::domain::access::GrantLimits;
-use crate::domain::request::{ContentType, Metadata};
+use crate::domain::access::{check_subject, GrantLimits};
 use crate::error::ApiError;
 use crate::http::auth::Caller;
 use axum::extract::State;
@@ -55,60 +54,25 @@ struct GrantResponse {
 
 impl GrantBody {
     fn limits(self) -> Result<(String, i64, GrantLimits), ApiError> {
-        let bad = |m: String| ApiError::InvalidRequest(m);
         let subject = self.subject;
-        if subject.is_empty()
-            || subject.chars().count() > 128
-            || subject.chars().any(char::is_control)
-        {
-            return Err(bad("subject: must be 1 to 128 printable characters".into()));
-        }
+        check_subject(&subject)?;
         let ttl = self.ttl_seconds.unwrap_or(DEFAULT_GRANT_TTL_SECONDS);
         if !(1..=MAX_LIFETIME_SECONDS).contains(&ttl) {
-            return Err(bad(format!(
+            return Err(ApiError::InvalidRequest(format!(
                 "ttlSeconds: must be 1 to {MAX_LIFETIME_SECONDS}"
             )));
         }
-        if self.max_upload_size == Some(0) {
-            return Err(bad("maxUploadSize: must be at least 1".into()));
+        let limits = GrantLimits {
+            max_upload_size: self.max_upload_size,
+            max_uploads: self.max_uploads,
+            content_types: self.content_types,
+            metadata: self.metadata.unwrap_or_default(),
+            allow_download: self.allow_download.unwrap_or(false),
         }
-        if self.max_uploads == Some(0) {
-            return Err(bad("maxUploads: must be at least 1".into()));
-        }
-        if let Some(types) = &self.content_types {
-            if types.is_empty() {
-                return Err(bad(
-                    "contentTypes: list at least one, or leave it out".into()
-                ));
-            }
-            for t in types {
-                let ok = t == "*/*"
-                    || match t.strip_suffix("/*") {
-                        Some(kind) => ContentType::parse(Some(format!("{kind}/x"))).is_ok(),
-                        None => ContentType::parse(Some(t.clone())).is_ok(),
-                    };
-                if !ok {
-                    return Err(bad(format!(
-                        "contentTypes: {t:?} is not a MIME type (such as video/mp4) or a whole type (such as image/*)"
-                    )));
-                }
-            }
-        }
-        let metadata = Metadata::parse(self.metadata.clone())?;
-        Ok((
-            subject,
-            ttl,
-            GrantLimits {
-                max_upload_size: self.max_upload_size,
-                max_uploads: self.max_uploads,
-                content_types: self.content_types,
-                metadata: metadata.as_map().clone(),
-                allow_download: self.allow_download.unwrap_or(false),
-            },
-        ))
+        .checked()?;
+        Ok((subject, ttl, limits))
     }
 }
-
 #[utoipa::path(post, path = "/v1/grants", security(("bearer" = [])), tag = "credentials",
     summary = "Mint an upload grant",
     description = "An API key mints a short-lived credential for one end user (a subject) of its tenant, to hand to a browser or an app. The grant acts only on its subject's uploads, within its limits.",
@@ -122,10 +86,11 @@ async fn create_grant(
 ) -> Result<(StatusCode, Json<GrantResponse>), ApiError> {
     access.require_api_key("mint grants")?;
     let (subject, ttl, limits) = body.limits()?;
-    let (grant, expires_at) = state
-        .auth
-        .grants
-        .mint(&access.tenant, &subject, ttl, limits);
+    let (grant, expires_at) =
+        state
+            .auth
+            .grants
+            .mint(&access.tenant, &subject, ttl, limits, access.key);
     Ok((
         StatusCode::CREATED,
         Json(GrantResponse {

@@ -15,6 +15,7 @@ mod events;
 mod grants;
 mod hardening;
 mod integrity;
+mod isolation;
 mod lifecycle;
 mod openapi;
 mod operability;

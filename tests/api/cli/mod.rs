@@ -115,6 +115,8 @@ pub(crate) async fn serve_env(
         .env("BROKER_API_KEYS", format!("acme:{SERVE_KEY}"))
         .env("STATE_DIRECTORY", state_dir)
         .env("LOG_FORMAT", if json_logs { "json" } else { "text" })
+        // The tests' webhook receivers listen on loopback.
+        .env("EGRESS_ALLOW", "127.0.0.0/8,::1/128")
         .envs(extra.iter().copied())
         .stdout(Stdio::null())
         .stderr(if json_logs {

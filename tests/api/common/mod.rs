@@ -62,6 +62,9 @@ pub struct Options {
     pub deliveries: upload_broker::events::deliver::DeliverySettings,
     /// `Provider::R2` applies R2's rules (LocalStack still stores the bytes).
     pub provider: Provider,
+    /// EGRESS_ALLOW: the tests' webhook receivers and JWKS sources listen on
+    /// loopback (one test proves that the default refuses them).
+    pub egress_allow: upload_broker::domain::egress::EgressAllow,
 }
 
 impl Default for Options {
@@ -103,8 +106,12 @@ impl Default for Options {
                 },
                 poll: Duration::from_millis(200),
                 concurrency: 16,
+                per_tenant: 4,
+                per_endpoint: 2,
             },
             provider: Provider::S3,
+            egress_allow: upload_broker::domain::egress::EgressAllow::parse("127.0.0.0/8,::1/128")
+                .unwrap(),
         }
     }
 }
@@ -179,6 +186,7 @@ pub fn test_config(opts: &Options) -> Config {
         },
         deliveries: opts.deliveries.clone(),
         r2_sha256_checksums: false,
+        egress_allow: opts.egress_allow.clone(),
     }
 }
 

@@ -9,6 +9,7 @@ mod bad_tokens;
 mod limits;
 mod minted;
 mod scope;
+mod strict_claims;
 mod tenant_signed;
 
 use crate::common::*;

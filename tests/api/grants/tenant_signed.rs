@@ -79,8 +79,11 @@ fn keypairs() -> Vec<(Algorithm, &'static str, EncodingKey, Value)> {
     ]
 }
 
-async fn register(pool: &PgPool, tenant: &str, issuer: &str, source: &str) {
-    let http = reqwest::Client::new();
+pub(super) async fn register(pool: &PgPool, tenant: &str, issuer: &str, source: &str) {
+    let http = upload_broker::outbound::Outbound::new(
+        upload_broker::domain::egress::EgressAllow::parse("127.0.0.0/8,::1/128").unwrap(),
+        std::time::Duration::from_secs(5),
+    );
     let jwks = upload_broker::auth::issuers::load_jwks(&http, source)
         .await
         .unwrap();

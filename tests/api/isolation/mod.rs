@@ -1,0 +1,9 @@
+//! Tenants isolated in every resource, not only in their rows: no tenant can
+//! make the broker connect into its own network (webhooks, JWKS), a grant dies
+//! with the key that minted it, and the quotas on webhooks and grant uses hold
+//! exactly.
+
+mod egress;
+mod fairness;
+mod jwks;
+mod keys_and_quotas;
