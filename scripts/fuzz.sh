@@ -30,15 +30,13 @@ AWS_ENDPOINT_URL="$S3_ENDPOINT" "$LS_VENV/bin/python" localstack/init/ready.d/10
 
 [ -x target/debug/upload-broker ] || cargo build --locked --bin upload-broker
 psql "${DATABASE_URL%/*}/postgres" -qc "drop database if exists upload_broker_fuzz with (force)" >/dev/null
-port="$(free_port)"
 key="fuzz-api-key-0123456789"
 DATABASE_URL="${DATABASE_URL%/*}/upload_broker_fuzz" S3_FORCE_PATH_STYLE=true S3_KEY_PREFIX="fuzz/" \
-  BROKER_LISTEN="127.0.0.1:$port" BROKER_API_KEYS="fuzz:$key" RATE_LIMIT=0 \
+  BROKER_API_KEYS="fuzz:$key" RATE_LIMIT=0 \
   BROKER_TOKEN_SECRET="fuzz-token-secret-0123456789abcdef0123" SWEEP_INTERVAL=0 RUST_LOG=warn \
-  target/debug/upload-broker serve >"$work/broker.log" 2>&1 &
-pids+=($!)
-base="http://127.0.0.1:$port"
-for _ in $(seq 1 100); do curl -fsS "$base/healthz" >/dev/null 2>&1 && break; sleep 0.2; done
+  start_broker "$work/broker.log" target/debug/upload-broker serve
+pids+=("$BROKER_PID")
+base="$BROKER_URL"
 grant="$(curl -fsS -X POST "$base/v1/grants" -H "Authorization: Bearer $key" -H 'content-type: application/json' \
   -d '{"subject": "fuzzer", "ttlSeconds": 3600, "allowDownload": true}' | "$TOOLS_VENV/bin/python" -c 'import json,sys; print(json.load(sys.stdin)["grant"])')"
 

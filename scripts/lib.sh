@@ -147,6 +147,100 @@ ensure_chromium() {
   ensure_debian_package chromium "the browser tests" "or set CHROMIUM to its path"
 }
 
+# free_port: a port of 127.0.0.1 nothing listens on, for a server started next.
+# A port is only known to be free until someone binds it, so this narrows the
+# race: the port comes from below the kernel's ephemeral range (where port-0
+# binds and outgoing connections never land), at random, and is reserved for
+# 10 minutes under /tmp/upload-broker-ports (an O_EXCL file), so scripts running
+# side by side never get the same one. What is left (another program binding
+# that port first) start_broker survives by trying another port.
 free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+  python3 - "${UPLOAD_BROKER_PORTS_DIR:-/tmp/upload-broker-ports}" <<'PY'
+import os, random, socket, sys, time
+lock_dir = sys.argv[1]
+os.makedirs(lock_dir, exist_ok=True)
+try:
+    low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+except (OSError, ValueError, IndexError):
+    low = 32768
+low = max(low, 12000)
+for _ in range(200):
+    port = random.randrange(low - 10000, low)
+    mark = os.path.join(lock_dir, str(port))
+    try:
+        if time.time() - os.stat(mark).st_mtime < 600:
+            continue  # reserved by another free_port a moment ago
+        os.unlink(mark)
+    except FileNotFoundError:
+        pass
+    try:
+        os.close(os.open(mark, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+    except FileExistsError:
+        continue
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", port))
+    except OSError:
+        continue  # taken: keep the mark, it expires
+    finally:
+        s.close()
+    print(port)
+    sys.exit(0)
+# Fall back to the kernel's choice.
+s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])
+PY
+}
+
+# wait_ready URL TIMEOUT WHAT [PID [LOG]]: waits until URL answers 2xx, for at
+# most TIMEOUT seconds. Dies, with the last lines of LOG if given, when time
+# runs out or when PID (the server being waited for) exits first.
+wait_ready() {
+  local url="$1" timeout="$2" what="$3" pid="${4:-}" logf="${5:-}" rc=0
+  await_ready "$url" "$timeout" "$pid" || rc=$?
+  [ "$rc" = 0 ] && return 0
+  if [ -n "$logf" ] && [ -f "$logf" ]; then tail -n 40 "$logf" >&2; fi
+  [ "$rc" = 2 ] && die "$what exited before answering on $url${logf:+ (log: $logf)}"
+  die "$what did not answer on $url within $timeout s${logf:+ (log: $logf)}"
+}
+
+# await_ready URL TIMEOUT [PID]: wait_ready's loop; returns 0 when ready, 1 on
+# time-out, 2 when PID has exited.
+await_ready() {
+  local url="$1" deadline=$((SECONDS + $2)) pid="${3:-}"
+  while :; do
+    curl -fsS -o /dev/null --max-time 5 "$url" 2>/dev/null && return 0
+    if [ -n "$pid" ] && ! kill -0 "$pid" 2>/dev/null; then return 2; fi
+    [ "$SECONDS" -lt "$deadline" ] || return 1
+    sleep 0.2
+  done
+}
+
+# start_broker LOG COMMAND...: runs COMMAND (the broker's `serve`, its settings
+# in the environment: `VAR=… start_broker LOG bin serve`) in the background with
+# BROKER_LISTEN on a free port of 127.0.0.1, its output in LOG, and waits for
+# /healthz (BROKER_START_TIMEOUT, 60 s). Sets BROKER_PID, BROKER_PORT and
+# BROKER_URL. When the port was taken before the broker bound it ("Address
+# already in use") it tries another, three times in all; any other failure
+# stops the broker and dies with the end of LOG.
+start_broker() {
+  local logf="$1" rc=0 attempt
+  shift
+  for attempt in 1 2 3; do
+    BROKER_PORT="$(free_port)"
+    BROKER_URL="http://127.0.0.1:$BROKER_PORT"
+    BROKER_LISTEN="127.0.0.1:$BROKER_PORT" "$@" >"$logf" 2>&1 &
+    BROKER_PID=$!
+    rc=0
+    await_ready "$BROKER_URL/healthz" "${BROKER_START_TIMEOUT:-60}" "$BROKER_PID" || rc=$?
+    [ "$rc" = 0 ] && return 0
+    if [ "$rc" = 2 ] && [ "$attempt" -lt 3 ] && grep -q 'Address already in use' "$logf"; then
+      log "port $BROKER_PORT was taken before the broker could bind it; trying another"
+      continue
+    fi
+    break
+  done
+  kill "$BROKER_PID" 2>/dev/null || true
+  tail -n 40 "$logf" >&2
+  [ "$rc" = 2 ] && die "the broker exited during start-up (log: $logf)"
+  die "the broker did not answer on $BROKER_URL/healthz within ${BROKER_START_TIMEOUT:-60} s (log: $logf)"
 }

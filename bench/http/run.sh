@@ -79,12 +79,11 @@ flock -o /tmp/cargo.lock cargo build --release --locked --bin upload-broker
 psql "$admin" -q -c "set client_min_messages = warning" -c "drop database if exists $db with (force)"
 psql "$admin" -qc "create database $db" >/dev/null
 
-bport="$(free_port)"
 DATABASE_URL="${DATABASE_URL%/*}/$db" S3_FORCE_PATH_STYLE=true S3_KEY_PREFIX="bench/" \
-  BROKER_LISTEN="127.0.0.1:$bport" BROKER_API_KEYS="bench:bench-key" RATE_LIMIT=0 \
+  BROKER_API_KEYS="bench:bench-key" RATE_LIMIT=0 \
   BROKER_TOKEN_SECRET="http-bench-token-secret-0123456789abcdef" SWEEP_INTERVAL=0 RUST_LOG=warn \
-  "${CARGO_TARGET_DIR:-$ROOT/target}/release/upload-broker" serve >"$work/broker.log" 2>&1 &
-broker_pid=$!
+  start_broker "$work/broker.log" "${CARGO_TARGET_DIR:-$ROOT/target}/release/upload-broker" serve
+broker_pid="$BROKER_PID" bport="$BROKER_PORT"
 cport="$(free_port)"
 NODE_ENV=production PORT="$cport" COMPANION_DATADIR="$work/companion-data" \
   node "$cdir/server.mjs" >"$work/companion.log" 2>&1 &
@@ -98,7 +97,6 @@ wait_http() { # NAME URL PID
   done
   die "$1 did not answer on $2 within 30 s (log: $work/$1.log)"
 }
-wait_http broker "http://127.0.0.1:$bport/healthz" "$broker_pid"
 wait_http companion "http://127.0.0.1:$cport/s3/multipart" "$companion_pid"
 cver="$(node -p "require('$cdir/node_modules/@uppy/companion/package.json').version")"
 commit="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"

@@ -27,13 +27,11 @@ AWS_ENDPOINT_URL="$S3_ENDPOINT" "$LS_VENV/bin/python" localstack/init/ready.d/10
 log "Building the broker (release)"
 flock /tmp/cargo.lock cargo build --release --locked --bin upload-broker
 psql "$admin" -qc "drop database if exists load_bench with (force)" >/dev/null
-port="$(free_port)"
 DATABASE_URL="${DATABASE_URL%/*}/load_bench" S3_FORCE_PATH_STYLE=true S3_KEY_PREFIX="bench/" \
-  BROKER_LISTEN="127.0.0.1:$port" BROKER_API_KEYS="bench:bench-key" RATE_LIMIT=0 \
+  BROKER_API_KEYS="bench:bench-key" RATE_LIMIT=0 \
   BROKER_TOKEN_SECRET="load-bench-token-secret-0123456789abc" SWEEP_INTERVAL=0 RUST_LOG=warn \
-  "$ROOT/target/release/upload-broker" serve >"$work/broker.log" 2>&1 &
-pids+=($!)
-for _ in $(seq 1 100); do curl -fsS "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break; sleep 0.2; done
+  start_broker "$work/broker.log" "$ROOT/target/release/upload-broker" serve
+pids+=("$BROKER_PID")
 log "$(nproc) cores, $(date -u +%F); broker, LocalStack, Postgres and the clients share them"
-BROKER_URL="http://127.0.0.1:$port" BROKER_KEY=bench-key BROKER_PID="${pids[0]}" \
+BROKER_URL="$BROKER_URL" BROKER_KEY=bench-key BROKER_PID="$BROKER_PID" \
   BENCH_DB_NAME=load_bench ADMIN_URL="$admin" node bench/load/lifecycles.mjs

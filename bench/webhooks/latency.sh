@@ -27,12 +27,10 @@ AWS_ENDPOINT_URL="$S3_ENDPOINT" "$LS_VENV/bin/python" localstack/init/ready.d/10
 log "Building the broker (release)"
 flock /tmp/cargo.lock cargo build --release --locked --bin upload-broker
 psql "${DATABASE_URL%/*}/postgres" -qc "drop database if exists webhook_bench with (force)" >/dev/null
-port="$(free_port)"
 DATABASE_URL="${DATABASE_URL%/*}/webhook_bench" S3_FORCE_PATH_STYLE=true S3_KEY_PREFIX="bench/" \
-  BROKER_LISTEN="127.0.0.1:$port" BROKER_API_KEYS="bench:bench-key" RATE_LIMIT=0 EGRESS_ALLOW=127.0.0.0/8 \
+  BROKER_API_KEYS="bench:bench-key" RATE_LIMIT=0 EGRESS_ALLOW=127.0.0.0/8 \
   BROKER_TOKEN_SECRET="webhook-bench-token-secret-0123456789" SWEEP_INTERVAL=0 RUST_LOG=warn \
-  "$ROOT/target/release/upload-broker" serve >"$work/broker.log" 2>&1 &
-pids+=($!)
-for _ in $(seq 1 100); do curl -fsS "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break; sleep 0.2; done
+  start_broker "$work/broker.log" "$ROOT/target/release/upload-broker" serve
+pids+=("$BROKER_PID")
 log "Running $(nproc) cores, $(date -u +%F)"
-BROKER_URL="http://127.0.0.1:$port" BROKER_KEY=bench-key node bench/webhooks/latency.mjs
+BROKER_URL="$BROKER_URL" BROKER_KEY=bench-key node bench/webhooks/latency.mjs

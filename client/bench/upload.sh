@@ -51,16 +51,14 @@ if [ "$(cat "$AWS_VENV/.stamp" 2>/dev/null)" != "$AWS_SPEC" ]; then
   echo "$AWS_SPEC" > "$AWS_VENV/.stamp"
 fi
 
-port="$(free_port)"
 db_url="${DATABASE_URL%/*}/upb_bench"
 psql "${DATABASE_URL%/*}/postgres" -qc "drop database if exists upb_bench with (force)" >/dev/null
 DATABASE_URL="$db_url" S3_ENDPOINT="$S3_ENDPOINT" S3_FORCE_PATH_STYLE=true S3_KEY_PREFIX="bench/" \
-  BROKER_LISTEN="127.0.0.1:$port" BROKER_API_KEYS="bench:bench-key" \
+  BROKER_API_KEYS="bench:bench-key" \
   BROKER_TOKEN_SECRET="upb-bench-token-secret-0123456789abcdef" SWEEP_INTERVAL=0 RUST_LOG=warn \
-  "$ROOT/target/debug/upload-broker" serve >"$bench/broker.log" 2>&1 &
-pids+=($!)
-for _ in $(seq 1 100); do curl -fsS "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break; sleep 0.2; done
-export UPLOAD_BROKER_URL="http://127.0.0.1:$port" UPLOAD_BROKER_CREDENTIAL=bench-key XDG_STATE_HOME="$bench/state"
+  start_broker "$bench/broker.log" "$ROOT/target/debug/upload-broker" serve
+pids+=("$BROKER_PID")
+export UPLOAD_BROKER_URL="$BROKER_URL" UPLOAD_BROKER_CREDENTIAL=bench-key XDG_STATE_HOME="$bench/state"
 
 file="$bench/upload-$SIZE_MIB.bin"
 if [ "$(stat -c %s "$file" 2>/dev/null)" != "$((SIZE_MIB * 1048576))" ]; then

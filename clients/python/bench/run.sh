@@ -25,16 +25,13 @@ start_localstack "$(free_port)" "$work/localstack"
 export S3_BUCKET=upload-broker-bench-py AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1
 AWS_ENDPOINT_URL="$S3_ENDPOINT" "$PYCLIENT_VENV/bin/python" "$ROOT/localstack/init/ready.d/10-create-bucket.py" >&2
 
-port="$(free_port)"
 export UPLOAD_BROKER_KEY="bench-key-$RANDOM$RANDOM"
-env DATABASE_URL="$DATABASE_URL" S3_BUCKET="$S3_BUCKET" S3_ENDPOINT="$S3_ENDPOINT" S3_FORCE_PATH_STYLE=true \
-  BROKER_LISTEN="127.0.0.1:$port" BROKER_API_KEYS="bench:$UPLOAD_BROKER_KEY" \
+start_broker "$work/broker.log" env DATABASE_URL="$DATABASE_URL" S3_BUCKET="$S3_BUCKET" S3_ENDPOINT="$S3_ENDPOINT" S3_FORCE_PATH_STYLE=true \
+  BROKER_API_KEYS="bench:$UPLOAD_BROKER_KEY" \
   BROKER_TOKEN_SECRET="python-bench-token-secret-of-at-least-32-bytes" SWEEP_INTERVAL=0 RATE_LIMIT=0 \
-  RUST_LOG=warn "$BROKER_BIN" serve >"$work/broker.log" 2>&1 &
-broker_pid=$!
-for _ in $(seq 1 100); do curl -fsS "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
-curl -fsS "http://127.0.0.1:$port/healthz" >/dev/null || { tail -n 30 "$work/broker.log" >&2; die "the broker did not start"; }
+  RUST_LOG=warn "$BROKER_BIN" serve
+broker_pid="$BROKER_PID"
 
 log "Benchmark: $(nproc) cores, $("$PYCLIENT_VENV/bin/python" -V), broker $BROKER_BIN"
-"$PYCLIENT_VENV/bin/python" "$ROOT/clients/python/bench/bench.py" "http://127.0.0.1:$port" "$S3_ENDPOINT" "$S3_BUCKET" \
+"$PYCLIENT_VENV/bin/python" "$ROOT/clients/python/bench/bench.py" "$BROKER_URL" "$S3_ENDPOINT" "$S3_BUCKET" \
   --size-mib "${BENCH_SIZE_MIB:-1024}" --part-mib 16 --concurrency 4 --rounds "${BENCH_ROUNDS:-1}"
