@@ -158,7 +158,12 @@ free_port() {
   python3 - "${UPLOAD_BROKER_PORTS_DIR:-/tmp/upload-broker-ports}" <<'PY'
 import os, random, socket, sys, time
 lock_dir = sys.argv[1]
-os.makedirs(lock_dir, exist_ok=True)
+try:
+    os.makedirs(lock_dir, exist_ok=True)
+    if os.stat(lock_dir).st_uid == os.getuid():
+        os.chmod(lock_dir, 0o1777)  # shared by every user's scripts, like /tmp
+except OSError:
+    pass
 try:
     low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
 except (OSError, ValueError, IndexError):
@@ -171,12 +176,14 @@ for _ in range(200):
         if time.time() - os.stat(mark).st_mtime < 600:
             continue  # reserved by another free_port a moment ago
         os.unlink(mark)
-    except FileNotFoundError:
+    except OSError:
         pass
     try:
         os.close(os.open(mark, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
     except FileExistsError:
         continue
+    except OSError:
+        pass  # no reservations here (permissions): the port is still checked
     s = socket.socket()
     try:
         s.bind(("127.0.0.1", port))
