@@ -1,7 +1,9 @@
 //! What the binary logs: plain text off a terminal, and the failure of a
 //! completion whose client had already gone.
 
-use super::{broker, drop_database, fresh_database, run, serve_with, wait_exit, SERVE_KEY};
+use super::{
+    broker, drop_database, fresh_database, run, serve_env, serve_with, wait_exit, SERVE_KEY,
+};
 use crate::common::*;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -99,6 +101,82 @@ async fn a_detached_completion_that_fails_after_its_client_left_is_logged() {
         .await
         .unwrap();
     assert_eq!(status, "active", "released for a retry");
+    let _ = std::fs::remove_dir_all(state_dir);
+    drop_database(&db).await;
+}
+
+#[tokio::test]
+async fn a_completion_that_waits_names_its_upload_once_in_its_log_line() {
+    let db = fresh_database().await;
+    let state_dir = std::env::temp_dir().join(format!("ub-state-{}", uuid::Uuid::new_v4()));
+    // Storage holds the first completion 1.5 s: the second caller waits for
+    // its outcome, loading the upload again and again.
+    let proxy = crate::common::proxy::FaultProxy::start().await;
+    *proxy.faults.hold_complete.lock().unwrap() = Some((1, Duration::from_millis(1500)));
+    let prefix = format!("cli-{}/", uuid::Uuid::new_v4());
+    let (mut child, base) = serve_env(
+        &db,
+        &state_dir,
+        &proxy.url,
+        &prefix,
+        false,
+        &[("LOG_FORMAT", "text"), ("NO_COLOR", "1")],
+    )
+    .await;
+    let stderr = child.stderr.take().unwrap();
+    let log_reader = std::thread::spawn(move || {
+        let mut all = String::new();
+        std::io::Read::read_to_string(&mut std::io::BufReader::new(stderr), &mut all).unwrap();
+        all
+    });
+    let http = reqwest::Client::new();
+    let c = one_part_uploaded(&http, &base, SERVE_KEY, "w.bin", "data").await;
+    let complete = || {
+        let (http, url) = (
+            http.clone(),
+            format!("{base}/v1/uploads/{}/complete", token(&c)),
+        );
+        async move {
+            http.post(url)
+                .bearer_auth(SERVE_KEY)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    let first = tokio::spawn(complete());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while proxy.count(crate::common::proxy::Call::CompleteMultipartUpload) == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the first completion never reached storage"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let second = complete().await;
+    assert_eq!((first.await.unwrap(), second), (200, 200));
+    assert!(Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    assert!(wait_exit(&mut child, Duration::from_secs(20)).success());
+    let logs = log_reader.join().unwrap();
+    let lines: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.contains("/complete") && l.contains("status=200"))
+        .collect();
+    assert_eq!(lines.len(), 2, "one line per completion:\n{logs}");
+    for line in lines {
+        assert_eq!(
+            line.matches("upload_id=").count(),
+            1,
+            "the upload is named once: {line}"
+        );
+        assert!(line.contains(c["id"].as_str().unwrap()), "{line}");
+    }
     let _ = std::fs::remove_dir_all(state_dir);
     drop_database(&db).await;
 }

@@ -91,7 +91,8 @@ async fn serve_with(
     serve_env(db, state_dir, s3, prefix, json_logs, &[]).await
 }
 
-/// As [`serve_with`], with more environment variables.
+/// As [`serve_with`], with more environment variables (with `LOG_FORMAT`
+/// among them, stderr is piped too).
 pub(crate) async fn serve_env(
     db: &str,
     state_dir: &std::path::Path,
@@ -119,11 +120,13 @@ pub(crate) async fn serve_env(
         .env("EGRESS_ALLOW", "127.0.0.0/8,::1/128")
         .envs(extra.iter().copied())
         .stdout(Stdio::null())
-        .stderr(if json_logs {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
+        .stderr(
+            if json_logs || extra.iter().any(|(k, _)| *k == "LOG_FORMAT") {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            },
+        )
         .spawn()
         .unwrap();
     let base = format!("http://127.0.0.1:{port}");
