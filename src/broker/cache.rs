@@ -22,6 +22,11 @@
 //! * **Own changes at once.** This instance's own status changes drop the
 //!   upload as soon as they commit, before their response is sent.
 //!
+//! * **Checked again.** The triggers are checked every [`TRIGGER_CHECK_EVERY`]
+//!   while it listens (turned off, the cache stops answering and listens anew
+//!   once they are back), and no entry is trusted longer than [`MAX_ENTRY_AGE`]:
+//!   a change missed while a trigger was off briefly is read within that.
+//!
 //! A change made on another instance reaches this one's cache within the time
 //! Postgres takes to deliver a notification (about a millisecond on one host);
 //! a part request signed in that moment gets a URL for an upload storage no
@@ -40,6 +45,10 @@ use uuid::Uuid;
 pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
 /// How long the cache is trusted after the last thing heard.
 pub const STALE_AFTER: Duration = Duration::from_secs(3);
+/// How often the triggers are checked while listening.
+pub const TRIGGER_CHECK_EVERY: Duration = Duration::from_secs(5);
+/// Longest an upload is served from the cache before it is read again.
+pub const MAX_ENTRY_AGE: Duration = Duration::from_secs(10);
 
 /// Signing facts of active uploads, by id and by provider upload id.
 pub struct UploadCache {
@@ -51,11 +60,13 @@ pub struct UploadCache {
     clock: Instant,
 }
 
-type Maps = (HashMap<Uuid, Arc<Upload>>, HashMap<String, Uuid>);
+/// An upload as cached, and when it was read.
+type Entry = (Arc<Upload>, Instant);
+type Maps = (HashMap<Uuid, Entry>, HashMap<String, Uuid>);
 
 #[derive(Default)]
 struct State {
-    by_id: HashMap<Uuid, Arc<Upload>>,
+    by_id: HashMap<Uuid, Entry>,
     /// Companion uploads, by the provider's upload id.
     by_provider: HashMap<String, Uuid>,
     /// Bumped by every change heard and every (re)connection.
@@ -72,7 +83,7 @@ impl State {
 
     fn forget(&mut self, id: Uuid) {
         self.epoch += 1;
-        if let Some(u) = self.by_id.remove(&id) {
+        if let Some((u, _)) = self.by_id.remove(&id) {
             if u.origin == Origin::Companion {
                 self.by_provider.remove(&u.provider_upload_id);
             }
@@ -84,6 +95,14 @@ impl State {
     fn clear(&mut self) -> Maps {
         self.epoch += 1;
         self.take()
+    }
+
+    /// A cached upload young enough to be served.
+    fn fresh(&self, id: &Uuid) -> Option<Arc<Upload>> {
+        self.by_id
+            .get(id)
+            .filter(|(_, at)| at.elapsed() < MAX_ENTRY_AGE)
+            .map(|(u, _)| u.clone())
     }
 
     fn take(&mut self) -> Maps {
@@ -119,7 +138,7 @@ impl UploadCache {
     /// The active upload `id`, if cached and the cache is trusted.
     pub fn get(&self, id: Uuid) -> Option<Arc<Upload>> {
         let s = self.state();
-        s.trusted().then(|| s.by_id.get(&id).cloned()).flatten()
+        s.trusted().then(|| s.fresh(&id)).flatten()
     }
 
     /// The active Companion upload with this provider upload id.
@@ -129,7 +148,7 @@ impl UploadCache {
             return None;
         }
         let id = s.by_provider.get(provider_upload_id)?;
-        s.by_id.get(id).cloned()
+        s.fresh(id)
     }
 
     /// To note before reading an upload from the database.
@@ -155,7 +174,7 @@ impl UploadCache {
             s.by_provider
                 .insert(upload.provider_upload_id.clone(), upload.id);
         }
-        s.by_id.insert(upload.id, kept);
+        s.by_id.insert(upload.id, (kept, Instant::now()));
     }
 
     /// Drops an upload whose row changed (heard, or changed by this instance).
@@ -204,6 +223,15 @@ impl UploadCache {
         Heard::beat(self.me, self.clock.elapsed().as_millis() as u64)
     }
 
+    /// The triggers were found off while listening: stop answering, and have
+    /// the listener start over (it listens again once they are back).
+    fn triggers_lost(&self) {
+        let mut s = self.state();
+        let _dropped_after_unlock = s.clear();
+        s.listening = false;
+        s.caught_up = None;
+    }
+
     /// How many uploads it holds.
     pub fn len(&self) -> usize {
         self.state().by_id.len()
@@ -232,13 +260,24 @@ impl UploadCache {
             }
         }
         let _deaf_when_dropped = Deaf(self.clone());
+        // Set when the triggers are found off: the listener starts over.
+        let relisten = tokio::sync::Notify::new();
         let beat = async {
             let mut every = tokio::time::interval(HEARTBEAT_EVERY);
             every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut last_check = Instant::now();
             loop {
                 every.tick().await;
                 if let Err(e) = crate::db::notify::heartbeat(&pool, &self.beat()).await {
                     tracing::debug!(error = %e, "could not send the upload cache heartbeat");
+                }
+                if last_check.elapsed() >= TRIGGER_CHECK_EVERY {
+                    last_check = Instant::now();
+                    if let Ok(false) = crate::db::notify::triggers_enabled(&pool).await {
+                        self.triggers_lost();
+                        relisten.notify_one();
+                        tracing::warn!("the triggers that announce upload changes are off; the upload cache reads from the database until they are back");
+                    }
                 }
             }
         };
@@ -252,13 +291,18 @@ impl UploadCache {
                         tracing::debug!("the upload cache listens for changes");
                         // Own heartbeats come every second: silence this long
                         // means a connection that is gone without saying so.
-                        while let Ok(Some(heard)) = tokio::time::timeout(
-                            STALE_AFTER,
-                            crate::db::notify::next(&mut listener),
-                        )
-                        .await
-                        {
-                            self.heard(heard);
+                        loop {
+                            let heard = tokio::select! {
+                                h = tokio::time::timeout(
+                                    STALE_AFTER,
+                                    crate::db::notify::next(&mut listener),
+                                ) => h,
+                                _ = relisten.notified() => break,
+                            };
+                            match heard {
+                                Ok(Some(heard)) => self.heard(heard),
+                                _ => break,
+                            }
                         }
                         self.listening(false);
                         tracing::warn!("the upload cache lost its listening connection; reading from the database until it is back");
@@ -400,6 +444,29 @@ mod tests {
         assert!(c.get(u.id).is_none());
         c.heard(own_beat(&c));
         assert!(c.get(u.id).is_some());
+    }
+
+    #[test]
+    fn entries_older_than_the_age_limit_are_read_again() {
+        let c = trusted_cache();
+        let u = upload(UploadStatus::Active);
+        c.fill(c.epoch(), &u);
+        assert!(c.get(u.id).is_some());
+        c.state().by_id.get_mut(&u.id).unwrap().1 = Instant::now() - MAX_ENTRY_AGE;
+        assert!(c.get(u.id).is_none(), "served past its age limit");
+        c.fill(c.epoch(), &u);
+        assert!(c.get(u.id).is_some(), "read again, served again");
+    }
+
+    #[test]
+    fn triggers_found_off_stop_it_until_it_listens_again() {
+        let c = trusted_cache();
+        let u = upload(UploadStatus::Active);
+        c.fill(c.epoch(), &u);
+        c.triggers_lost();
+        assert!(c.is_empty() && c.get(u.id).is_none());
+        c.fill(c.epoch(), &u);
+        assert!(c.is_empty(), "filled while deaf");
     }
 
     #[test]

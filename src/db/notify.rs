@@ -73,14 +73,7 @@ pub async fn listen(pool: &PgPool) -> Result<PgListener, sqlx::Error> {
     // Report a lost connection at once rather than after reconnecting.
     listener.eager_reconnect(false);
     listener.listen(UPLOAD_CHANNEL).await?;
-    let triggers: i64 = sqlx::query_scalar(
-        "select count(*) from pg_trigger \
-         where tgrelid = 'uploads'::regclass and tgname in ('upload_changed', 'upload_truncated') \
-           and tgenabled <> 'D'",
-    )
-    .fetch_one(&mut listener)
-    .await?;
-    if triggers != 2 {
+    if !triggers_enabled(&mut listener).await? {
         return Err(sqlx::Error::Configuration(
             "the triggers that announce upload changes (upload_changed, upload_truncated) are \
              missing or disabled: run `upload-broker migrate`"
@@ -88,6 +81,20 @@ pub async fn listen(pool: &PgPool) -> Result<PgListener, sqlx::Error> {
         ));
     }
     Ok(listener)
+}
+
+/// Whether both triggers that announce upload changes are there and enabled.
+/// Checked when listening starts and again every few seconds while it goes on:
+/// a trigger turned off later would otherwise leave the cache deaf to changes.
+pub async fn triggers_enabled(db: impl sqlx::PgExecutor<'_>) -> Result<bool, sqlx::Error> {
+    let triggers: i64 = sqlx::query_scalar(
+        "select count(*) from pg_trigger \
+         where tgrelid = 'uploads'::regclass and tgname in ('upload_changed', 'upload_truncated') \
+           and tgenabled <> 'D'",
+    )
+    .fetch_one(db)
+    .await?;
+    Ok(triggers == 2)
 }
 
 /// The next notification; `None` when the connection was lost (whatever was

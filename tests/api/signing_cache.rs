@@ -257,3 +257,87 @@ async fn without_its_triggers_the_cache_is_not_used(pool: PgPool) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[sqlx::test]
+async fn a_change_missed_while_a_trigger_was_off_is_read_within_the_age_limit(pool: PgPool) {
+    let a = TestApp::spawn(pool.clone()).await;
+    let b = TestApp::spawn(pool.clone()).await;
+    let c = a.create_ok(json!({"filename": "a.bin", "size": 10})).await;
+    let token = c["resumeToken"].as_str().unwrap();
+    signed_from_cache(&b, &c).await;
+    // The trigger off for a moment: instance A's abort is never announced.
+    sqlx::query("alter table uploads disable trigger upload_changed")
+        .execute(&pool)
+        .await
+        .unwrap();
+    assert_eq!(a.abort(token).await.0, 204);
+    sqlx::query("alter table uploads enable trigger upload_changed")
+        .execute(&pool)
+        .await
+        .unwrap();
+    // Instance B reads it again within the age limit of its entries (10 s).
+    let limit = Duration::from_secs(10);
+    assert!(upload_broker::broker::cache::MAX_ENTRY_AGE <= limit);
+    let start = Instant::now();
+    loop {
+        let (s, v) = b.sign(token, &[1]).await;
+        if s == 409 {
+            assert_eq!(error_code(&v), "UPLOAD_NOT_ACTIVE");
+            break;
+        }
+        assert_eq!(s, 200, "{v}");
+        assert!(
+            start.elapsed() < limit + Duration::from_secs(2),
+            "instance B still signs for an aborted upload {:?} later",
+            start.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!(
+        "instance B refused the missed abort {:?} later",
+        start.elapsed()
+    );
+}
+
+#[sqlx::test]
+async fn a_trigger_turned_off_while_listening_stops_the_cache(pool: PgPool) {
+    let a = TestApp::spawn(pool.clone()).await;
+    let c = a.create_ok(json!({"filename": "a.bin", "size": 10})).await;
+    let token = c["resumeToken"].as_str().unwrap();
+    signed_from_cache(&a, &c).await;
+    sqlx::query("alter table uploads disable trigger upload_changed")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let every = upload_broker::broker::cache::TRIGGER_CHECK_EVERY;
+    let start = Instant::now();
+    while !a.cache.is_empty() {
+        assert!(
+            start.elapsed() < every + Duration::from_secs(3),
+            "the cache kept answering {:?} after its trigger was turned off",
+            start.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Deaf, it is not filled: every part request reads the database.
+    for _ in 0..3 {
+        assert_eq!(a.sign(token, &[1]).await.0, 200);
+    }
+    assert!(a.cache.is_empty(), "filled while its trigger was off");
+    sqlx::query("alter table uploads enable trigger upload_changed")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let start = Instant::now();
+    loop {
+        assert_eq!(a.sign(token, &[1]).await.0, 200);
+        if a.cache.get(id_of(&c)).is_some() {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "the cache did not start again once its trigger was back"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
