@@ -96,14 +96,14 @@ fn main() {
         h.kid = Some("k".into());
         let ed = jsonwebtoken::encode(&h, &json!({"iss": iss, "aud": "upload-broker", "sub": "user-1",
             "iat": now, "exp": now + 900, "jti": "j"}), &EncodingKey::from_ed_der(pkcs8.as_ref())).unwrap();
-        grants.verify(&ed).await.unwrap();
+        grants.verify(&ed, None).await.unwrap();
         let handle = tokio::runtime::Handle::current();
         tokio::task::block_in_place(|| {
             per_op("verify a broker grant (HS256)", 20_000, || {
-                handle.block_on(grants.verify(&hs)).unwrap();
+                handle.block_on(grants.verify(&hs, None)).unwrap();
             });
             per_op("verify a tenant grant (EdDSA, key cached)", 5_000, || {
-                handle.block_on(grants.verify(&ed)).unwrap();
+                handle.block_on(grants.verify(&ed, None)).unwrap();
             });
         });
 

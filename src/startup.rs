@@ -75,7 +75,11 @@ impl Application {
                 &grant_key,
                 crate::auth::issuers::Issuers::new(pool.clone(), config.egress_allow.clone()),
             ),
-            rate: crate::auth::rate::RateLimits::new(config.rate_limit, config.api_key_rate_limit),
+            rate: crate::auth::rate::RateLimits::new(
+                config.rate_limit,
+                config.api_key_rate_limit,
+                config.auth_failure_limit,
+            ),
         };
         crate::metrics::handle(); // installs the recorder
         let auth = Arc::new(auth);

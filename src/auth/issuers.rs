@@ -3,8 +3,9 @@
 //! `issuers remove` reach every instance), and refreshed from its source (a
 //! file, or an http(s) URL) periodically and when a token names an unknown `kid`.
 
-use crate::db::{self, DbError};
+use crate::db;
 use crate::domain::egress::EgressAllow;
+use crate::error::ApiError;
 use crate::outbound::{describe, Outbound};
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, JwkSet, KeyAlgorithm};
 use jsonwebtoken::{Algorithm, DecodingKey};
@@ -171,11 +172,14 @@ impl Issuers {
 
     /// The key `iss` signs with under `kid` (or its only key when the token
     /// names none). `None`: unknown issuer or key.
+    /// `held`: answered instead of a database query or a fetch (a client
+    /// over its limit of failed authentications).
     pub async fn key_for(
         &self,
         iss: &str,
         kid: Option<&str>,
-    ) -> Result<Option<IssuerKey>, DbError> {
+        held: Option<ApiError>,
+    ) -> Result<Option<IssuerKey>, ApiError> {
         if self
             .unknown
             .lock()
@@ -188,6 +192,7 @@ impl Issuers {
         let cached = self.cache.lock().unwrap().get(iss).cloned();
         let mut entry = match cached {
             Some(e) if e.read_at.elapsed() <= REGISTRY_TTL => e,
+            _ if held.is_some() => return Err(held.expect("checked")),
             old => match db::issuer_by_name(&self.db, iss).await? {
                 None => {
                     let mut unknown = self.unknown.lock().unwrap();
@@ -221,7 +226,7 @@ impl Issuers {
         };
         let found = find(&entry.keys, kid).is_some();
         let due = entry.fetched_at.elapsed() > JWKS_REFRESH
-            || (!found && entry.fetched_at.elapsed() > MIN_REFETCH);
+            || (!found && entry.fetched_at.elapsed() > MIN_REFETCH && held.is_none());
         if due {
             // Noted before fetching, so that concurrent calls do not all fetch.
             entry.fetched_at = Instant::now();

@@ -19,9 +19,32 @@ pub struct Authenticator {
 }
 
 impl Authenticator {
-    pub async fn authenticate(&self, credential: &str) -> Result<Access, ApiError> {
+    /// The caller a credential stands for, presented from `peer` (the
+    /// client's address, when known). A peer over its limit of failed
+    /// authentications gets 429 for any credential that would need a database
+    /// query (an unknown `ubk_` key, an issuer not looked up lately); what is
+    /// known in memory (configured keys, keys and issuers looked up lately, the
+    /// broker's own grants) still works, and still fails with 401.
+    pub async fn authenticate(
+        &self,
+        credential: &str,
+        peer: Option<std::net::IpAddr>,
+    ) -> Result<Access, ApiError> {
+        let held = self.rate.held(peer);
+        let result = self.check(credential, held).await;
+        if matches!(
+            result,
+            Err(ApiError::Unauthorized | ApiError::UnauthorizedBecause(_))
+        ) {
+            self.rate.failed(peer);
+        }
+        result
+    }
+
+    /// `held`: the answer when a database query would be needed.
+    async fn check(&self, credential: &str, held: Option<ApiError>) -> Result<Access, ApiError> {
         if grants::looks_like_jwt(credential) {
-            let (tenant, grant) = self.grants.verify(credential).await?;
+            let (tenant, grant) = self.grants.verify(credential, held).await?;
             // A grant minted with a key kept in Postgres dies with the key.
             if let Some(key) = grant.minted_by {
                 if !self.keys.is_active(key).await? {
@@ -43,7 +66,12 @@ impl Authenticator {
             return Ok(Access::api_key(tenant));
         }
         if credential.starts_with(keys::KEY_PREFIX) {
-            if let Some((id, tenant)) = self.keys.lookup(credential).await? {
+            let found = match (self.keys.cached(credential), held) {
+                (Some(found), _) => found,
+                (None, Some(held)) => return Err(held),
+                (None, None) => self.keys.lookup(credential).await?,
+            };
+            if let Some((id, tenant)) = found {
                 self.rate.check_key(|| id.to_string())?;
                 return Ok(Access::stored_key(tenant, id));
             }

@@ -435,6 +435,17 @@ pub struct ServeArgs {
     )]
     pub api_key_rate_limit: u32,
 
+    /// Failed authentications per second per client address, burst twice that
+    /// (0: off); past it, credentials that would need a database query answer
+    /// 429 for a while. Per instance.
+    #[arg(
+        long,
+        env = "AUTH_FAILURE_LIMIT",
+        value_name = "AUTH_FAILURE_LIMIT",
+        default_value_t = 20
+    )]
+    pub auth_failure_limit: u32,
+
     /// If set, /metrics answers only requests with `Authorization: Bearer <METRICS_TOKEN>`.
     #[arg(
         long,

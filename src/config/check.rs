@@ -203,6 +203,7 @@ impl ServeArgs {
             },
             rate_limit: self.rate_limit,
             api_key_rate_limit: self.api_key_rate_limit,
+            auth_failure_limit: self.auth_failure_limit,
             migrate: !self.no_migrate,
             sweep_interval: self.sweep_interval,
             sweep: self.sweep.settings(&storage.key_prefix),

@@ -142,6 +142,8 @@ pub struct Config {
     pub rate_limit: u32,
     /// Requests per second per API key (0: off).
     pub api_key_rate_limit: u32,
+    /// Failed authentications per second per client address (0: off).
+    pub auth_failure_limit: u32,
     pub migrate: bool,
     /// Zero: no periodic sweep.
     pub sweep_interval: Duration,

@@ -29,7 +29,11 @@ impl FromRequestParts<AppState> for Caller {
         if !scheme.eq_ignore_ascii_case("bearer") {
             return Err(ApiError::Unauthorized);
         }
-        let access = state.auth.authenticate(credential.trim()).await?;
+        let peer = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|c| c.0.ip());
+        let access = state.auth.authenticate(credential.trim(), peer).await?;
         tracing::Span::current().record("tenant", access.tenant.as_str());
         Ok(Caller(access))
     }

@@ -59,6 +59,9 @@ pub struct Options {
     pub quotas: upload_broker::db::Quotas,
     pub rate_limit: u32,
     pub api_key_rate_limit: u32,
+    /// AUTH_FAILURE_LIMIT (the production default; tests that send many bad
+    /// credentials on purpose stay under it, or set 0).
+    pub auth_failure_limit: u32,
     pub deliveries: upload_broker::events::deliver::DeliverySettings,
     /// `Provider::R2` applies R2's rules (LocalStack still stores the bytes).
     pub provider: Provider,
@@ -96,6 +99,7 @@ impl Default for Options {
             },
             rate_limit: 0,
             api_key_rate_limit: 0,
+            auth_failure_limit: 20,
             // Fast retries and a short timeout, so fault tests take seconds.
             deliveries: upload_broker::events::deliver::DeliverySettings {
                 timeout: Duration::from_secs(2),
@@ -176,6 +180,7 @@ pub fn test_config(opts: &Options) -> Config {
         quotas: opts.quotas,
         rate_limit: opts.rate_limit,
         api_key_rate_limit: opts.api_key_rate_limit,
+        auth_failure_limit: opts.auth_failure_limit,
         migrate: false,
         sweep_interval: opts.sweep_interval,
         sweep: upload_broker::sweep::SweepSettings {

@@ -3,6 +3,7 @@
 //! with the key that minted it, and the quotas on webhooks and grant uses hold
 //! exactly.
 
+mod auth_failures;
 mod egress;
 mod fairness;
 mod jwks;
