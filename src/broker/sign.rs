@@ -43,7 +43,45 @@ impl Broker {
             };
             parts.push((n, checksum));
         }
+        self.within_size_limit(&upload, &parts).await?;
         self.sign_parts(&upload, &parts).await
+    }
+
+    /// An upload without a declared size (Companion's) created with a grant's
+    /// `maxUploadSize` gets no more part URLs once the parts it holds reach
+    /// that size (413): it cannot grow past it by more than the parts in
+    /// flight, and its completion checks the object's size again.
+    async fn within_size_limit(
+        &self,
+        upload: &Upload,
+        parts: &[(PartNumber, Option<PartChecksum>)],
+    ) -> Result<(), ApiError> {
+        let (None, Some(max)) = (upload.plan, upload.size_limit) else {
+            return Ok(());
+        };
+        let stored = match self
+            .inner
+            .storage
+            .list_parts(&upload.key, &upload.provider_upload_id)
+            .await
+        {
+            Ok(stored) => stored,
+            // Gone at the provider: the PUT fails there, the next status call
+            // records it.
+            Err(StorageError::NoSuchUpload) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        };
+        let held: u64 = stored
+            .iter()
+            .filter(|p| !parts.iter().any(|(n, _)| n.get() == p.part_number))
+            .map(|p| p.size)
+            .sum();
+        if held >= max {
+            return Err(ApiError::TooLarge(format!(
+                "this upload already holds {held} bytes in its other parts; the grant's maximum upload size is {max} bytes"
+            )));
+        }
+        Ok(())
     }
 
     pub(super) async fn sign_parts(
@@ -150,6 +188,32 @@ impl Broker {
                     .and_then(|g| g.limits.max_upload_size)
                     .unwrap_or(u64::MAX),
             );
+        // It counts as an upload: refused at the active quotas (its size
+        // unknown, nothing is added to the bytes), and one of the grant's
+        // `maxUploads`.
+        let grant = access.grant.as_ref().and_then(|g| {
+            g.limits.max_uploads.map(|max| db::GrantUse {
+                id: &g.id,
+                max_uploads: max,
+                expires_at: g.expires_at,
+            })
+        });
+        if let Err(hit) = db::admit_within_quotas(
+            &self.inner.db,
+            &access.tenant,
+            access.subject(),
+            0,
+            &s.quotas,
+            grant,
+        )
+        .await?
+        {
+            return Err(ApiError::QuotaExceeded {
+                quota: hit.quota,
+                limit: hit.limit,
+                current: hit.current,
+            });
+        }
         let post = self
             .inner
             .storage

@@ -33,72 +33,18 @@ pub async fn insert_within_quotas(
     created: &crate::domain::event::NewEvent,
 ) -> Result<Result<(), QuotaHit>, DbError> {
     let mut tx = pool.begin().await?;
-    sqlx::query("select pg_advisory_xact_lock(hashtextextended('upload-broker/quota/' || $1, 0))")
-        .bind(&u.tenant)
-        .execute(&mut *tx)
-        .await?;
-    let (uploads, bytes): (i64, i64) = sqlx::query_as(
-        "select count(*), coalesce(sum(size), 0)::bigint from uploads \
-         where tenant = $1 and status in ('active', 'completing') and expires_at > now()",
+    let size = u.plan.map(|p| p.size()).unwrap_or(0);
+    if let Err(hit) = within_quotas(
+        &mut tx,
+        &u.tenant,
+        u.subject.as_deref(),
+        size,
+        quotas,
+        grant,
     )
-    .bind(&u.tenant)
-    .fetch_one(&mut *tx)
-    .await?;
-    let (uploads, bytes) = (uploads as u64, bytes as u64);
-    if uploads >= quotas.tenant_max_active_uploads {
-        return Ok(Err(QuotaHit {
-            quota: "tenantActiveUploads",
-            limit: quotas.tenant_max_active_uploads,
-            current: uploads,
-        }));
-    }
-    if let Some(max) = quotas.tenant_max_active_bytes {
-        let size = u.plan.map(|p| p.size()).unwrap_or(0);
-        if bytes.saturating_add(size) > max {
-            return Ok(Err(QuotaHit {
-                quota: "tenantActiveBytes",
-                limit: max,
-                current: bytes,
-            }));
-        }
-    }
-    if let Some(subject) = &u.subject {
-        let n: i64 = sqlx::query_scalar(
-            "select count(*) from uploads where tenant = $1 and subject = $2 \
-             and status in ('active', 'completing') and expires_at > now()",
-        )
-        .bind(&u.tenant)
-        .bind(subject)
-        .fetch_one(&mut *tx)
-        .await?;
-        if n as u64 >= quotas.subject_max_active_uploads {
-            return Ok(Err(QuotaHit {
-                quota: "subjectActiveUploads",
-                limit: quotas.subject_max_active_uploads,
-                current: n as u64,
-            }));
-        }
-    }
-    if let Some(g) = grant {
-        // A conditional counter: no row back means the grant has used them all.
-        let counted: Option<i32> = sqlx::query_scalar(
-            "insert into grant_uses (tenant, jti, uploads, expires_at) values ($1, $2, 1, $4) \
-             on conflict (tenant, jti) do update set uploads = grant_uses.uploads + 1 \
-             where grant_uses.uploads < $3::bigint returning uploads",
-        )
-        .bind(&u.tenant)
-        .bind(g.id)
-        .bind(g.max_uploads as i64)
-        .bind(g.expires_at)
-        .fetch_optional(&mut *tx)
-        .await?;
-        if counted.is_none() || g.max_uploads == 0 {
-            return Ok(Err(QuotaHit {
-                quota: "grantUploads",
-                limit: g.max_uploads as u64,
-                current: g.max_uploads as u64,
-            }));
-        }
+    .await?
+    {
+        return Ok(Err(hit));
     }
     insert_upload(&mut *tx, u).await?;
     super::insert_event(&mut *tx, created).await?;
@@ -279,4 +225,102 @@ pub async fn delete_issuer(db: impl PgExecutor<'_>, id_or_issuer: &str) -> Resul
         .execute(db)
         .await?;
     Ok(r.rows_affected() >= 1)
+}
+
+/// Admits an upload that leaves no record (a single-request POST to storage,
+/// Companion's `/s3/params`): refused at the tenant's and the subject's active
+/// quotas, and counted against the grant's `maxUploads`, exactly as a create.
+pub async fn admit_within_quotas(
+    pool: &PgPool,
+    tenant: &str,
+    subject: Option<&str>,
+    size: u64,
+    quotas: &Quotas,
+    grant: Option<GrantUse<'_>>,
+) -> Result<Result<(), QuotaHit>, DbError> {
+    let mut tx = pool.begin().await?;
+    if let Err(hit) = within_quotas(&mut tx, tenant, subject, size, quotas, grant).await? {
+        return Ok(Err(hit));
+    }
+    tx.commit().await?;
+    Ok(Ok(()))
+}
+
+/// The quota checks of a new upload of `size` bytes, under the tenant's lock,
+/// and the grant's use counted (in `tx`, committed by the caller).
+async fn within_quotas(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    tenant: &str,
+    subject: Option<&str>,
+    size: u64,
+    quotas: &Quotas,
+    grant: Option<GrantUse<'_>>,
+) -> Result<Result<(), QuotaHit>, DbError> {
+    sqlx::query("select pg_advisory_xact_lock(hashtextextended('upload-broker/quota/' || $1, 0))")
+        .bind(tenant)
+        .execute(&mut **tx)
+        .await?;
+    let (uploads, bytes): (i64, i64) = sqlx::query_as(
+        "select count(*), coalesce(sum(size), 0)::bigint from uploads \
+         where tenant = $1 and status in ('active', 'completing') and expires_at > now()",
+    )
+    .bind(tenant)
+    .fetch_one(&mut **tx)
+    .await?;
+    let (uploads, bytes) = (uploads as u64, bytes as u64);
+    if uploads >= quotas.tenant_max_active_uploads {
+        return Ok(Err(QuotaHit {
+            quota: "tenantActiveUploads",
+            limit: quotas.tenant_max_active_uploads,
+            current: uploads,
+        }));
+    }
+    if let Some(max) = quotas.tenant_max_active_bytes {
+        if bytes.saturating_add(size) > max {
+            return Ok(Err(QuotaHit {
+                quota: "tenantActiveBytes",
+                limit: max,
+                current: bytes,
+            }));
+        }
+    }
+    if let Some(subject) = subject {
+        let n: i64 = sqlx::query_scalar(
+            "select count(*) from uploads where tenant = $1 and subject = $2 \
+             and status in ('active', 'completing') and expires_at > now()",
+        )
+        .bind(tenant)
+        .bind(subject)
+        .fetch_one(&mut **tx)
+        .await?;
+        if n as u64 >= quotas.subject_max_active_uploads {
+            return Ok(Err(QuotaHit {
+                quota: "subjectActiveUploads",
+                limit: quotas.subject_max_active_uploads,
+                current: n as u64,
+            }));
+        }
+    }
+    if let Some(g) = grant {
+        // A conditional counter: no row back means the grant has used them all.
+        let counted: Option<i32> = sqlx::query_scalar(
+            "insert into grant_uses (tenant, jti, uploads, expires_at) values ($1, $2, 1, $4) \
+             on conflict (tenant, jti) do update set uploads = grant_uses.uploads + 1 \
+             where grant_uses.uploads < $3::bigint returning uploads",
+        )
+        .bind(tenant)
+        .bind(g.id)
+        .bind(g.max_uploads as i64)
+        .bind(g.expires_at)
+        .fetch_optional(&mut **tx)
+        .await?;
+        if counted.is_none() || g.max_uploads == 0 {
+            return Ok(Err(QuotaHit {
+                quota: "grantUploads",
+                limit: g.max_uploads as u64,
+                current: g.max_uploads as u64,
+            }));
+        }
+    }
+    Ok(Ok(()))
 }

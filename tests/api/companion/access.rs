@@ -146,3 +146,45 @@ async fn native_uploads_do_not_answer_to_the_companion_routes(pool: PgPool) {
     );
     assert_eq!(app.in_progress_uploads().await, vec![id]);
 }
+
+#[sqlx::test]
+async fn a_grants_size_limit_stops_part_urls_for_an_upload_that_reached_it(pool: PgPool) {
+    use super::put;
+    let app = TestApp::spawn(pool).await;
+    let grant = app
+        .grant(serde_json::json!({"subject": "u1", "maxUploadSize": 6 * MIB}))
+        .await;
+    let (s, v) = app
+        .call_as(
+            &grant,
+            Method::POST,
+            "/s3/multipart",
+            Some(serde_json::json!({"filename": "g.bin", "type": "application/octet-stream"})),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let (id, key) = (
+        v["uploadId"].as_str().unwrap().to_string(),
+        v["key"].as_str().unwrap().to_string(),
+    );
+    let sign = |n: u32| {
+        let (app, grant, path) = (
+            &app,
+            grant.clone(),
+            format!("/s3/multipart/{}/{n}?key={}", enc(&id), enc(&key)),
+        );
+        async move { app.call_as(&grant, Method::GET, &path, None).await }
+    };
+    let (s, v) = sign(1).await;
+    assert_eq!(s, 200, "{v}");
+    put(&app, v["url"].as_str().unwrap(), &data(5 * MIB, 1)).await;
+    let (s, v) = sign(2).await;
+    assert_eq!(s, 200, "5 MiB held, under 6: {v}");
+    put(&app, v["url"].as_str().unwrap(), &data(2 * MIB, 2)).await;
+    // 7 MiB held: no URL for another part.
+    let (s, v) = sign(3).await;
+    assert_eq!((s, error_code(&v)), (413, "TOO_LARGE"), "{v}");
+    // Part 2 again (a retry replaces it): the others hold 5 MiB.
+    let (s, v) = sign(2).await;
+    assert_eq!(s, 200, "{v}");
+}

@@ -172,3 +172,62 @@ async fn max_uploads_holds_while_the_grant_is_still_accepted(pool: PgPool) {
         .unwrap();
     assert_eq!(kept, 1, "the grant's count outlives its leeway");
 }
+
+#[sqlx::test]
+async fn single_request_uploads_count_towards_max_uploads_and_the_quotas(pool: PgPool) {
+    let app = TestApp::spawn_with(
+        pool,
+        Options {
+            quotas: upload_broker::db::Quotas {
+                tenant_max_active_uploads: 100_000,
+                tenant_max_active_bytes: None,
+                subject_max_active_uploads: 1,
+            },
+            ..Default::default()
+        },
+    )
+    .await;
+    let params = |credential: String| {
+        let app = &app;
+        async move {
+            app.call_as(
+                &credential,
+                Method::GET,
+                "/s3/params?filename=a.txt&type=text/plain",
+                None,
+            )
+            .await
+        }
+    };
+    // maxUploads 2: two POST policies, then none, and no create either.
+    let (s, v) = app
+        .call(
+            Method::POST,
+            "/v1/grants",
+            Some(json!({"subject": "u1", "maxUploads": 2})),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
+    let grant = v["grant"].as_str().unwrap().to_string();
+    for _ in 0..2 {
+        let (s, v) = params(grant.clone()).await;
+        assert_eq!(s, 200, "{v}");
+    }
+    let (s, v) = params(grant.clone()).await;
+    assert_eq!((s, error_code(&v)), (429, "QUOTA_EXCEEDED"), "{v}");
+    assert_eq!(v["error"]["quota"], "grantUploads", "{v}");
+    assert_eq!(create_with(&app, &grant).await, 429);
+    // A subject at its active quota gets no POST policy either.
+    let other = mint(&app, KEY_A).await; // subject u1, no maxUploads
+    let (s, v) = app
+        .call(Method::POST, "/v1/grants", Some(json!({"subject": "u2"})))
+        .await;
+    assert_eq!(s, 201, "{v}");
+    let u2 = v["grant"].as_str().unwrap().to_string();
+    assert_eq!(create_with(&app, &u2).await, 201);
+    let (s, v) = params(u2).await;
+    assert_eq!((s, error_code(&v)), (429, "QUOTA_EXCEEDED"), "{v}");
+    assert_eq!(v["error"]["quota"], "subjectActiveUploads", "{v}");
+    let (s, _) = params(other).await;
+    assert_eq!(s, 200, "another subject is not held to u2's quota");
+}
