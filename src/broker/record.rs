@@ -25,6 +25,16 @@ pub enum CompletedBy {
     Sweep,
 }
 
+impl CompletedBy {
+    /// The event's `completedBy`: every way there is today completes (or
+    /// recovers the completion of) a client's `complete` call.
+    pub fn api_name(self) -> &'static str {
+        match self {
+            Self::Complete | Self::Recovery | Self::Sweep => "client",
+        }
+    }
+}
+
 /// `→ completed`.
 pub async fn completed(
     db: &PgPool,
@@ -39,7 +49,7 @@ pub async fn completed(
     let mut tx = db.begin().await?;
     let done =
         db::record_completed(&mut *tx, upload.id, fence, object, parts, now, learned).await?;
-    let done = with_event(tx, done).await?;
+    let done = with_event_by(tx, done, Some(by)).await?;
     if let Some(d) = &done {
         let bytes = d.object_size.or(d.plan.map(|p| p.size())).unwrap_or(0);
         tracing::info!(upload_id = %d.id, ?by, parts = parts.len(), bytes, "upload completed");
@@ -52,13 +62,25 @@ pub async fn completed(
 /// a status change is never recorded without its event, nor an event without
 /// its change. Wakes this process's delivery workers.
 async fn with_event(
+    tx: sqlx::Transaction<'_, sqlx::Postgres>,
+    changed: Option<Upload>,
+) -> Result<Option<Upload>, DbError> {
+    with_event_by(tx, changed, None).await
+}
+
+/// As [`with_event`]; a completion's event names who completed it.
+async fn with_event_by(
     mut tx: sqlx::Transaction<'_, sqlx::Postgres>,
     changed: Option<Upload>,
+    by: Option<CompletedBy>,
 ) -> Result<Option<Upload>, DbError> {
     let Some(u) = changed else {
         return Ok(None);
     };
-    if let Some(e) = NewEvent::of(&u, Utc::now()) {
+    if let Some(mut e) = NewEvent::of(&u, Utc::now()) {
+        if let (Some(c), Some(by)) = (e.data.completed.as_mut(), by) {
+            c.completed_by = by.api_name().to_string();
+        }
         db::insert_event(&mut *tx, &e).await?;
     }
     tx.commit().await?;

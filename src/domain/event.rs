@@ -95,6 +95,9 @@ pub struct UploadData {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CompletedData {
+    /// `client` when a `complete` call (or the recovery of one) completed it,
+    /// `broker` when the broker completed it on its own (auto-completion).
+    pub completed_by: String,
     pub etag: Option<String>,
     pub object_size: Option<u64>,
     pub checksum: Option<String>,
@@ -125,6 +128,7 @@ impl UploadData {
             expires_at: rfc3339(&u.expires_at),
             checksum_algorithm: u.checksum_algorithm.map(|a| a.as_str().to_string()),
             completed: (u.status == UploadStatus::Completed).then(|| CompletedData {
+                completed_by: "client".to_string(),
                 etag: u.etag.clone(),
                 object_size: u.object_size,
                 checksum_type: u.checksum.as_ref().map(|_| "COMPOSITE".to_string()),

@@ -61,6 +61,10 @@ async fn a_full_upload_is_delivered_as_created_then_completed_signed_as_the_stan
     }
     assert_eq!(data["status"], "completed");
     assert_eq!(data["objectSize"], 1234);
+    assert_eq!(
+        data["completedBy"], "client",
+        "a complete call completed it"
+    );
     assert_eq!(data["metadata"], json!({"k": "v"}));
     assert!(data["etag"].as_str().is_some_and(|e| !e.is_empty()));
     assert!(data.contains_key("checksum"));
@@ -68,6 +72,10 @@ async fn a_full_upload_is_delivered_as_created_then_completed_signed_as_the_stan
     let created = got[0].json();
     assert_eq!(created["data"]["status"], "active");
     assert!(!created["data"].as_object().unwrap().contains_key("etag"));
+    assert!(!created["data"]
+        .as_object()
+        .unwrap()
+        .contains_key("completedBy"));
 
     // The feed holds the same events.
     let feed = read_feed(&app, 10).await;
