@@ -74,12 +74,14 @@ pub fn pool(url: &str, max_connections: u32) -> Result<PgPool, sqlx::Error> {
 }
 
 mod credentials;
+mod deliveries;
 mod events;
 pub mod notify;
 mod sweep;
 mod uploads;
 
 pub use credentials::*;
+pub use deliveries::*;
 pub use events::*;
 pub use sweep::*;
 pub use uploads::*;
