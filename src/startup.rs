@@ -51,6 +51,7 @@ impl Application {
                 plan_limits: provider.plan_limits(config.plan_limits),
                 upload_ttl: config.upload_ttl,
                 part_url_ttl: config.part_url_ttl,
+                max_part_url_ttl: config.max_part_url_ttl,
                 sign_window: config.sign_window,
                 key_prefix: config.storage.key_prefix.clone(),
                 completion_lease: config.completion_lease,

@@ -23,6 +23,7 @@ impl Broker {
                 .map_err(ApiError::InvalidRequest)?;
         }
         let metadata = access.admit(Some(req.size), &req.content_type, req.metadata.clone())?;
+        self.part_url_ttl(req.url_ttl_seconds)?;
         let this = self.clone();
         let access = access.clone();
         self.run_to_end(async move { this.create_inner(&access, req, metadata, plan).await })
@@ -37,6 +38,7 @@ impl Broker {
         plan: PartPlan,
     ) -> Result<(Upload, Vec<SignedPart>), ApiError> {
         let s = &self.inner.settings;
+        let ttl = self.part_url_ttl(req.url_ttl_seconds)?;
         let upload = self
             .start_upload(
                 access,
@@ -59,7 +61,7 @@ impl Broker {
                 .map(|n| (n, None))
                 .collect()
         };
-        match self.sign_parts(&upload, &first).await {
+        match self.sign_parts(&upload, &first, ttl).await {
             Ok(parts) => Ok((upload, parts)),
             Err(e) => {
                 // Without its token the client can never use it: take it back.

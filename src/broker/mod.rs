@@ -35,6 +35,8 @@ pub struct BrokerSettings {
     pub plan_limits: PlanLimits,
     pub upload_ttl: Duration,
     pub part_url_ttl: Duration,
+    /// Longest life a client may ask for its part URLs (`urlTtlSeconds`).
+    pub max_part_url_ttl: Duration,
     pub sign_window: u32,
     pub key_prefix: String,
     /// How long a completer (or an abort) holds its claim before another may
@@ -68,6 +70,8 @@ pub struct NewUpload {
     pub metadata: Metadata,
     pub fingerprint: Option<Fingerprint>,
     pub checksum_algorithm: Option<ChecksumAlgorithm>,
+    /// How long the part URLs of the answer live (`urlTtlSeconds`), if asked.
+    pub url_ttl_seconds: Option<u64>,
 }
 
 /// A part a client asks to sign, with its checksum for checksum-bound uploads.

@@ -7,12 +7,15 @@ impl Broker {
     // ------------------------------------------------------------ sign
 
     /// Presigns `UploadPart` for the given parts of an active upload.
+    /// `url_ttl_seconds`: the URLs' life asked for (`PART_URL_TTL` without it).
     pub async fn sign(
         &self,
         access: &Access,
         upload: &UploadRef,
         requests: &[PartRequest],
+        url_ttl_seconds: Option<u64>,
     ) -> Result<Vec<SignedPart>, ApiError> {
+        let ttl = self.part_url_ttl(url_ttl_seconds)?;
         let upload = self.load_for_signing(access, upload).await?;
         Self::require_active(&upload)?;
         let mut parts = Vec::with_capacity(requests.len());
@@ -44,7 +47,7 @@ impl Broker {
             parts.push((n, checksum));
         }
         self.within_size_limit(&upload, &parts).await?;
-        self.sign_parts(&upload, &parts).await
+        self.sign_parts(&upload, &parts, ttl).await
     }
 
     /// An upload without a declared size (Companion's) created with a grant's
@@ -84,16 +87,32 @@ impl Broker {
         Ok(())
     }
 
+    /// The life of part URLs a client asks for: 1 s to `MAX_PART_URL_TTL`
+    /// (400 otherwise), `PART_URL_TTL` when it asks for none.
+    pub(super) fn part_url_ttl(&self, asked: Option<u64>) -> Result<Duration, ApiError> {
+        let s = &self.inner.settings;
+        match asked {
+            None => Ok(s.part_url_ttl),
+            Some(n) if n >= 1 && n <= s.max_part_url_ttl.as_secs() => Ok(Duration::from_secs(n)),
+            Some(_) => Err(ApiError::InvalidRequest(format!(
+                "urlTtlSeconds: must be 1 to {} (MAX_PART_URL_TTL)",
+                s.max_part_url_ttl.as_secs()
+            ))),
+        }
+    }
+
+    /// Presigns `parts` of `upload`, each URL valid for `ttl` (cut to the
+    /// upload's expiry and its signing credentials').
     pub(super) async fn sign_parts(
         &self,
         upload: &Upload,
         parts: &[(PartNumber, Option<PartChecksum>)],
+        ttl: Duration,
     ) -> Result<Vec<SignedPart>, ApiError> {
         if parts.is_empty() {
             return Ok(Vec::new());
         }
-        let (start, seconds, expires_at) =
-            self.url_validity(upload, self.inner.settings.part_url_ttl)?;
+        let (start, seconds, expires_at) = self.url_validity(upload, ttl)?;
         let mut out = Vec::with_capacity(parts.len());
         for (n, checksum) in parts {
             let p = self
@@ -138,6 +157,14 @@ impl Broker {
         let mut seconds = ttl.num_seconds();
         if upload.status != UploadStatus::Completed {
             seconds = seconds.min((upload.expires_at - start).num_seconds());
+        }
+        // Temporary credentials: a URL is refused once they expire. (Ones
+        // already past it are fetched again by the signing itself.)
+        if let Some(until) = self.inner.storage.signing_credentials_expiry() {
+            let left = (DateTime::<Utc>::from(until) - start).num_seconds();
+            if left >= 1 {
+                seconds = seconds.min(left);
+            }
         }
         if seconds < 1 {
             return Err(ApiError::Expired(EXPIRED_MESSAGE));

@@ -180,7 +180,9 @@ impl Broker {
                     .map(|n| (*n, None))
                     .collect()
             };
-        let parts = self.sign_parts(&state.upload, &window).await?;
+        let parts = self
+            .sign_parts(&state.upload, &window, self.inner.settings.part_url_ttl)
+            .await?;
         Ok((state, parts))
     }
 

@@ -335,6 +335,11 @@ pub struct ServeArgs {
     #[arg(long, env = "PART_URL_TTL", value_name = "PART_URL_TTL", default_value = "1h", value_parser = parse_duration)]
     pub part_url_ttl: Duration,
 
+    /// Longest life a client may ask for its part URLs (`urlTtlSeconds` on
+    /// create and parts; for background transfers), at most 7d.
+    #[arg(long, env = "MAX_PART_URL_TTL", value_name = "MAX_PART_URL_TTL", default_value = "24h", value_parser = parse_duration)]
+    pub max_part_url_ttl: Duration,
+
     /// How many part URLs create and resume sign up front.
     #[arg(
         long,

@@ -81,6 +81,14 @@ impl ServeArgs {
                 "must be 1s to 7d (the SigV4 limit)",
             ));
         }
+        if self.max_part_url_ttl < Duration::from_secs(1)
+            || self.max_part_url_ttl > Duration::from_secs(7 * 86400)
+        {
+            return Err(cfg_err(
+                "MAX_PART_URL_TTL",
+                "must be 1s to 7d (the SigV4 limit)",
+            ));
+        }
         if self.request_timeout < Duration::from_secs(1) {
             return Err(cfg_err("BROKER_REQUEST_TIMEOUT", "must be at least 1s"));
         }
@@ -181,6 +189,7 @@ impl ServeArgs {
             },
             upload_ttl: self.upload_ttl,
             part_url_ttl: self.part_url_ttl,
+            max_part_url_ttl: self.max_part_url_ttl,
             sign_window: self.sign_window,
             body_limit: usize::try_from(self.body_limit).unwrap_or(usize::MAX),
             request_timeout: self.request_timeout,

@@ -118,6 +118,8 @@ pub struct Config {
     pub plan_limits: PlanLimits,
     pub upload_ttl: Duration,
     pub part_url_ttl: Duration,
+    /// Longest `urlTtlSeconds` a client may ask for.
+    pub max_part_url_ttl: Duration,
     pub sign_window: u32,
     pub body_limit: usize,
     pub request_timeout: Duration,

@@ -187,7 +187,7 @@ async fn sign_batch(
             checksum: None,
         })
         .collect();
-    let parts = state.broker.sign(&access, &r, &requests).await?;
+    let parts = state.broker.sign(&access, &r, &requests, None).await?;
     Ok(Json(SignedBatch {
         presigned_urls: parts
             .into_iter()
@@ -222,6 +222,7 @@ async fn sign_one(
                 part_number: n,
                 checksum: None,
             }],
+            None,
         )
         .await?;
     let part = parts

@@ -57,6 +57,10 @@ struct CreateBody {
     /// `SHA256` or `CRC32C`: parts are signed with their checksum.
     #[schema(pattern = "^(SHA256|CRC32C)$")]
     checksum_algorithm: Option<String>,
+    /// How long the part URLs of this answer live, in seconds: 1 to
+    /// `MAX_PART_URL_TTL` (default `PART_URL_TTL`), cut to the upload's expiry.
+    #[schema(minimum = 1)]
+    url_ttl_seconds: Option<u64>,
 }
 
 impl CreateBody {
@@ -98,6 +102,7 @@ impl CreateBody {
                     })
                 })
                 .transpose()?,
+            url_ttl_seconds: self.url_ttl_seconds,
         })
     }
 }
@@ -107,6 +112,10 @@ impl CreateBody {
 struct SignBody {
     part_numbers: Option<Vec<u32>>,
     parts: Option<Vec<SignPart>>,
+    /// How long the URLs live, in seconds: 1 to `MAX_PART_URL_TTL` (default
+    /// `PART_URL_TTL`), cut to the upload's expiry.
+    #[schema(minimum = 1)]
+    url_ttl_seconds: Option<u64>,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -232,7 +241,12 @@ async fn sign(
     }
     let parts = state
         .broker
-        .sign(&access, &UploadRef::Token(token), &requests)
+        .sign(
+            &access,
+            &UploadRef::Token(token),
+            &requests,
+            body.url_ttl_seconds,
+        )
         .await?;
     Ok(Json(PartsResponse {
         parts: parts.into_iter().map(Into::into).collect(),

@@ -90,6 +90,12 @@ pub struct Storage {
 }
 
 impl Storage {
+    /// When the credentials part URLs are signed with expire (temporary
+    /// credentials), as last fetched; `None` for credentials that do not.
+    pub fn signing_credentials_expiry(&self) -> Option<std::time::SystemTime> {
+        self.presigner.credentials_expiry()
+    }
+
     /// Builds the client: one rustls/ring HTTP stack, the region set explicitly
     /// (no metadata probing), and checksums only where an operation requires them,
     /// so presigned part URLs never carry a checksum the client cannot match.

@@ -155,6 +155,11 @@ impl PartPresigner {
         read(&self.signer).clone()
     }
 
+    /// When the credentials in use expire, if they do.
+    pub(super) fn credentials_expiry(&self) -> Option<SystemTime> {
+        self.current()?.creds.expiry()
+    }
+
     /// Current credentials: cached, fetched again before they expire.
     async fn signer(&self, provider: &SharedCredentialsProvider) -> Option<Arc<Signer>> {
         let now = SystemTime::now();

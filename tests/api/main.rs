@@ -19,6 +19,7 @@ mod isolation;
 mod lifecycle;
 mod openapi;
 mod operability;
+mod part_url_ttl;
 mod provider_faults;
 mod r2;
 mod signing_cache;
