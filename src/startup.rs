@@ -19,6 +19,9 @@ pub struct Application {
     /// A separate listener for /metrics (METRICS_LISTEN).
     metrics: Option<(TcpListener, axum::Router)>,
     shutdown_timeout: Duration,
+    /// How long it goes on serving, not ready, after a shutdown signal.
+    drain_delay: Duration,
+    draining: Arc<std::sync::atomic::AtomicBool>,
     sweeper: Option<(Sweeper, Duration)>,
     deliverer: crate::events::deliver::Deliverer,
     limits: ListenerLimits,
@@ -92,7 +95,9 @@ impl Application {
             config.egress_allow.clone(),
         );
         let cache = broker.upload_cache().clone();
+        let draining = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let state = AppState {
+            draining: draining.clone(),
             broker,
             auth: auth.clone(),
             events: crate::events::Events::new(
@@ -132,6 +137,8 @@ impl Application {
             router,
             metrics,
             shutdown_timeout: config.shutdown_timeout,
+            drain_delay: config.drain_delay,
+            draining,
             sweeper,
             deliverer,
             auth,
@@ -199,6 +206,17 @@ impl Application {
         tokio::select! {
             joined = &mut server => return joined.map_err(std::io::Error::other),
             _ = shutdown => {}
+        }
+        // Not ready from now on, still serving: the load balancer notices and
+        // stops sending before the listener closes.
+        self.draining
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        if !self.drain_delay.is_zero() {
+            tracing::info!(delay = ?self.drain_delay, "readiness turned false; serving on until the drain delay has passed");
+            tokio::select! {
+                joined = &mut server => return joined.map_err(std::io::Error::other),
+                _ = tokio::time::sleep(self.drain_delay) => {}
+            }
         }
         let _ = tx.send(true);
         shrink.abort();

@@ -464,6 +464,12 @@ pub struct ServeArgs {
     #[arg(long, env = "BROKER_SHUTDOWN_TIMEOUT", value_name = "BROKER_SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,
 
+    /// After SIGTERM, how long the broker goes on serving with /readyz
+    /// answering 503, so that a load balancer takes it out before it stops
+    /// accepting connections (0: stop accepting at once).
+    #[arg(long, env = "BROKER_DRAIN_DELAY", value_name = "BROKER_DRAIN_DELAY", default_value = "0s", value_parser = parse_duration)]
+    pub drain_delay: Duration,
+
     /// Do not apply pending database migrations at start-up.
     #[arg(long, env = "BROKER_NO_MIGRATE", default_value_t = false, action = clap::ArgAction::SetTrue)]
     pub no_migrate: bool,

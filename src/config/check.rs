@@ -89,6 +89,9 @@ impl ServeArgs {
                 "must be 1s to 7d (the SigV4 limit)",
             ));
         }
+        if self.drain_delay > Duration::from_secs(300) {
+            return Err(cfg_err("BROKER_DRAIN_DELAY", "must be at most 5m"));
+        }
         if self.request_timeout < Duration::from_secs(1) {
             return Err(cfg_err("BROKER_REQUEST_TIMEOUT", "must be at least 1s"));
         }
@@ -195,6 +198,7 @@ impl ServeArgs {
             request_timeout: self.request_timeout,
             max_concurrent_requests: self.max_concurrent_requests as usize,
             shutdown_timeout: self.shutdown_timeout,
+            drain_delay: self.drain_delay,
             completion_lease: self.completion_lease,
             max_background_tasks: self.max_background_tasks as usize,
             upload_cache: self.upload_cache as usize,

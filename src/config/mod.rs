@@ -125,6 +125,8 @@ pub struct Config {
     pub request_timeout: Duration,
     pub max_concurrent_requests: usize,
     pub shutdown_timeout: Duration,
+    /// How long SIGTERM keeps serving with readiness false (BROKER_DRAIN_DELAY).
+    pub drain_delay: Duration,
     /// See [`DEFAULT_COMPLETION_LEASE`]; also the lease of a client's abort.
     pub completion_lease: Duration,
     /// Most completions and aborts running at once, detached from their requests.

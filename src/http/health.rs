@@ -30,6 +30,18 @@ pub async fn healthz() -> Json<Value> {
     responses((status = 200, description = "{\"status\": \"ready\", \"checks\": {\"database\": \"ok\", \"storage\": \"ok\"}}"),
         (status = 503, description = "UNAVAILABLE, with checks naming what failed", body = super::openapi::ErrorBody)))]
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+    if state.draining.load(std::sync::atomic::Ordering::SeqCst) {
+        // Shutting down: the load balancer takes this instance out while it
+        // still serves (BROKER_DRAIN_DELAY), before it stops accepting.
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"error": {
+                "code": "UNAVAILABLE",
+                "message": "not ready: shutting down",
+                "checks": {"shutdown": "draining"},
+            }})),
+        );
+    }
     let broker = &state.broker;
     let (db, storage) = tokio::join!(
         tokio::time::timeout(CHECK_TIMEOUT, crate::db::ping(broker.db())),

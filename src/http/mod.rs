@@ -37,6 +37,8 @@ pub struct AppState {
     pub events: crate::events::Events,
     /// The bearer token `/metrics` asks for, if one is configured.
     pub metrics_token: Option<Arc<crate::config::Secret<String>>>,
+    /// Set once a shutdown began: `/readyz` answers 503 from then on.
+    pub draining: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// HTTP settings that shape the router.

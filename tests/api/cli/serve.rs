@@ -234,3 +234,76 @@ async fn sigterm_drains_a_request_in_flight_and_tokens_survive_a_restart() {
     let _ = std::fs::remove_dir_all(state_dir);
     drop_database(&db).await;
 }
+
+#[tokio::test]
+async fn after_sigterm_readiness_turns_false_while_requests_are_still_served() {
+    let db = fresh_database().await;
+    let state_dir = std::env::temp_dir().join(format!("ub-state-{}", uuid::Uuid::new_v4()));
+    let prefix = format!("cli-{}/", uuid::Uuid::new_v4());
+    let (mut child, base) = super::serve_env(
+        &db,
+        &state_dir,
+        &endpoint(),
+        &prefix,
+        false,
+        &[("BROKER_DRAIN_DELAY", "3s")],
+    )
+    .await;
+    let http = reqwest::Client::new();
+    assert_eq!(
+        http.get(format!("{base}/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let signalled = Instant::now();
+    assert!(Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    // Within a moment readiness says no, while liveness and the API go on.
+    let readiness = loop {
+        let res = http.get(format!("{base}/readyz")).send().await.unwrap();
+        if res.status() == 503 {
+            break res.json::<Value>().await.unwrap();
+        }
+        assert!(
+            signalled.elapsed() < Duration::from_secs(2),
+            "readiness still 200 after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(readiness["error"]["code"], "UNAVAILABLE", "{readiness}");
+    assert_eq!(
+        http.get(format!("{base}/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let created = http
+        .post(format!("{base}/v1/uploads"))
+        .bearer_auth(SERVE_KEY)
+        .json(&json!({"filename": "late.bin", "size": 10}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201, "served during the drain delay");
+    assert!(
+        signalled.elapsed() < Duration::from_secs(3),
+        "the checks took too long"
+    );
+    // Then it stops accepting and exits 0, once the delay has passed.
+    assert!(wait_exit(&mut child, Duration::from_secs(20)).success());
+    assert!(
+        signalled.elapsed() >= Duration::from_secs(3),
+        "exited before the drain delay ({:?})",
+        signalled.elapsed()
+    );
+    let _ = std::fs::remove_dir_all(state_dir);
+    drop_database(&db).await;
+}

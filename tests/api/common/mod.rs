@@ -173,6 +173,7 @@ pub fn test_config(opts: &Options) -> Config {
         request_timeout: opts.request_timeout,
         max_concurrent_requests: opts.max_concurrent_requests,
         shutdown_timeout: Duration::from_secs(5),
+        drain_delay: Duration::ZERO,
         completion_lease: opts.completion_lease,
         max_background_tasks: opts.max_background_tasks,
         upload_cache: 10_000,
