@@ -202,14 +202,14 @@ pub fn test_config(opts: &Options) -> Config {
 /// The SDK client the tests use to look at the bucket directly.
 pub async fn s3_client() -> S3 {
     refuse_localstack_only();
-    std::env::set_var(
-        "AWS_ACCESS_KEY_ID",
-        std::env::var("AWS_ACCESS_KEY_ID").unwrap_or_else(|_| "test".into()),
-    );
-    std::env::set_var(
-        "AWS_SECRET_ACCESS_KEY",
-        std::env::var("AWS_SECRET_ACCESS_KEY").unwrap_or_else(|_| "test".into()),
-    );
+    // The credentials come from the environment, as in production (no
+    // `set_var` in a multi-threaded test binary): scripts/test.sh sets them.
+    for var in ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"] {
+        assert!(
+            std::env::var_os(var).is_some(),
+            "{var} is not set (LocalStack takes `test`): {HOW_TO}"
+        );
+    }
     let cfg = test_config(&Options::default());
     Storage::connect(&cfg.storage).await.sdk_client().clone()
 }
