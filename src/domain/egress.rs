@@ -1,7 +1,7 @@
 //! Which network addresses the broker may connect to on behalf of a tenant (a
 //! webhook endpoint, a JWKS source, a tenant's storage): public addresses, and
 //! the ones the operator lists in `EGRESS_ALLOW`. Pure rules, no I/O: the
-//! resolving and connecting is `crate::outbound`'s.
+//! resolving and connecting are done by the outbound module, outside the domain.
 
 use ipnet::IpNet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};

@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod companion;
+pub mod disposition;
 pub mod events;
 pub mod extract;
 pub mod grants;
